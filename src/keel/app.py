@@ -1,0 +1,121 @@
+"""Application factory: middleware order, routers, exception handlers, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from keel import __version__
+from keel.health.router import router as health_router
+from keel.metrics.router import router as metrics_router
+from keel.platform.http.handlers import install_exception_handlers
+from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrustedHostMiddleware
+from keel.platform.http.openapi import install_openapi
+from keel.platform.http.routing import operation_id
+from keel.platform.observability.logging import configure_logging
+from keel.platform.observability.metrics import HTTPMetrics
+from keel.platform.resources import Resources
+from keel.settings import Environment, Settings, load_settings
+
+log = structlog.get_logger("keel")
+
+DESCRIPTION = """\
+Keel is a production-grade REST API: every JSON response under `/api/v2` is an
+envelope `{success, version, timestamp, request_id, data, errors, warnings, links, meta}`.
+Errors carry a stable `code` per item (`VALIDATION_ERROR`, `NOT_FOUND`, …), a dotted
+`field` and a `severity`; the `X-Request-ID` header equals `request_id`.
+"""
+
+# Headers a browser client may read on cross-origin responses.
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "API-Version",
+    "ETag",
+    "Link",
+    "Location",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Idempotent-Replayed",
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(
+        settings.log_level,
+        settings.effective_log_format,
+        cache_loggers=settings.env is not Environment.TEST,
+    )
+    metrics = HTTPMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = Resources.open(settings, metrics)
+        app.state.resources = resources
+        log.info(
+            "keel.started",
+            env=settings.env.value,
+            database=resources.db.engine.dialect.name,
+            redis=resources.redis is not None,
+        )
+        try:
+            yield
+        finally:
+            await resources.close()
+            log.info("keel.stopped")
+
+    app = FastAPI(
+        title="Keel",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    install_exception_handlers(app)
+    install_openapi(app)
+
+    app.include_router(health_router)
+    app.include_router(metrics_router)
+
+    # add_middleware wraps what is already there, so the last one added is outermost:
+    # RequestContext -> TrustedHost -> CORS -> BodyLimit -> (exception handling) -> routes.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "If-None-Match",
+                "X-API-Key",
+                "X-Request-ID",
+            ],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    if settings.trusted_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        trusted_proxies=settings.trusted_proxy_networks,
+        hsts=settings.hsts,
+    )
+    return app

@@ -1,0 +1,97 @@
+"""``keel`` command line: serve, database migrations, OpenAPI export."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from typing import Annotated
+
+import typer
+
+from keel.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="Keel API service.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+        settings.signing_key  # noqa: B018 - fail now, not on the first request
+    except SettingsError as exc:
+        typer.echo(f"keel: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    return settings
+
+
+async def _upgrade(settings: Settings, revision: str) -> None:
+    from keel.platform.db.engine import create_engine
+    from keel.platform.db.migrate import upgrade
+
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine, revision)
+    finally:
+        await engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (safe to run from several replicas at once)."""
+    settings = _settings()
+    asyncio.run(_upgrade(settings, revision))
+    typer.echo(f"database upgraded to {revision}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Serve the API with uvicorn (uvloop + httptools)."""
+    import uvicorn
+
+    settings = _settings()
+    if settings.should_auto_migrate:
+        # Once, here, before any worker process starts: replicas never race on DDL.
+        asyncio.run(_upgrade(settings, "head"))
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keel-metrics-")
+    uvicorn.run(
+        "keel.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        proxy_headers=False,  # Keel applies KEEL_TRUSTED_PROXIES itself
+        server_header=False,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def openapi(indent: Annotated[int, typer.Option(help="JSON indentation.")] = 2) -> None:
+    """Print the OpenAPI schema as JSON."""
+    from keel.app import create_app
+
+    settings = load_settings(env="test", log_level="WARNING")
+    typer.echo(json.dumps(create_app(settings).openapi(), indent=indent or None))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Liveness and readiness checks.
+
+Every check is bounded by ``KEEL_HEALTH_TIMEOUT_MS`` so an unreachable dependency
+answers "down" quickly instead of hanging the probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import text
+
+from keel import __version__
+from keel.health.schemas import DependencyCheck, Liveness, OverallStatus, Readiness
+from keel.platform.db.migrate import current_revision, head_revision
+from keel.platform.resources import Resources
+
+
+def liveness(resources: Resources) -> Liveness:
+    return Liveness(
+        status="ok",
+        version=__version__,
+        uptime_seconds=round(time.monotonic() - resources.started_at, 3),
+    )
+
+
+async def _timed(
+    probe: Callable[[], Awaitable[str | None]], *, within: float, required: bool
+) -> DependencyCheck:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(within):
+            detail = await probe()
+    except TimeoutError:
+        return DependencyCheck(
+            status="down", required=required, detail=f"no answer within {within * 1000:.0f} ms"
+        )
+    except Exception as exc:  # any failure of a dependency is a "down", never a 500
+        return DependencyCheck(status="down", required=required, detail=_describe(exc))
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    return DependencyCheck(status="ok", required=required, latency_ms=latency, detail=detail)
+
+
+def _describe(exc: BaseException) -> str:
+    # The exception class is enough to diagnose; messages can carry DSNs or hostnames.
+    return f"{type(exc).__module__}.{type(exc).__name__}"
+
+
+async def readiness(resources: Resources) -> Readiness:
+    timeout = resources.settings.health_timeout_ms / 1000
+    revision: list[str | None] = []
+
+    async def database() -> str | None:
+        async with resources.db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            revision.append(await current_revision(connection))
+        return None
+
+    async def redis() -> str | None:
+        if resources.redis is not None:
+            await resources.redis.ping()
+        return None
+
+    checks: dict[str, DependencyCheck] = {}
+    database_check, redis_check = await asyncio.gather(
+        _timed(database, within=timeout, required=True),
+        _timed(redis, within=timeout, required=False) if resources.redis is not None else _disabled(),
+    )
+    checks["database"] = database_check
+    checks["migrations"] = _migrations_check(database_check, revision[0] if revision else None)
+    checks["redis"] = redis_check
+    return Readiness(
+        status=_overall(checks),
+        version=__version__,
+        uptime_seconds=round(time.monotonic() - resources.started_at, 3),
+        checks=checks,
+    )
+
+
+async def _disabled() -> DependencyCheck:
+    return DependencyCheck(status="disabled", required=False, detail="KEEL_REDIS_URL is not set")
+
+
+def _migrations_check(database: DependencyCheck, current: str | None) -> DependencyCheck:
+    if database.status != "ok":
+        return DependencyCheck(status="down", required=True, detail="database unreachable")
+    head = head_revision()
+    if current == head:
+        return DependencyCheck(status="ok", required=True, detail=f"at head {head}")
+    return DependencyCheck(
+        status="down",
+        required=True,
+        detail=f"schema at {current or 'nothing'}, code expects {head}: run `keel db upgrade`",
+    )
+
+
+def _overall(checks: dict[str, DependencyCheck]) -> OverallStatus:
+    if any(check.required and check.status == "down" for check in checks.values()):
+        return "unavailable"
+    if any(check.status in ("down", "degraded") for check in checks.values()):
+        return "degraded"
+    return "ok"

@@ -1,0 +1,48 @@
+"""Alembic, driven from code: ``keel db upgrade``, start-up upgrades and the health check."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+# Arbitrary constant shared by every replica: concurrent `keel db upgrade` runs queue
+# on this PostgreSQL advisory lock instead of racing each other's DDL.
+MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "keel:migrations")
+    return config
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        await connection.run_sync(_upgrade, revision)
+        await connection.commit()
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def current_revision(connection: AsyncConnection) -> str | None:
+    def _current(sync_connection: Connection) -> str | None:
+        return MigrationContext.configure(sync_connection).get_current_revision()
+
+    return await connection.run_sync(_current)

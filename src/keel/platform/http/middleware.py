@@ -1,0 +1,215 @@
+"""Pure ASGI middleware (no ``BaseHTTPMiddleware``: it costs ~95 µs per layer per request
+on these machines and breaks streaming and contextvars; ``make bench`` measures it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel.platform.http.context import IPNetwork, accept_request_id, request_id_var, resolve_client_ip
+from keel.platform.http.envelope import API_VERSION, error_item, error_response
+from keel.platform.observability.metrics import UNMATCHED_ROUTE, HTTPMetrics
+
+log = structlog.get_logger("keel.http")
+
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# Plain Starlette routes (the schema and docs) do not record themselves in the scope;
+# they have no path parameters, so their path is their template.
+STATIC_ROUTES = DOCS_PATHS | {"/openapi.json"}
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI and ReDoc load their bundles from a CDN and run inline bootstrap scripts.
+DOCS_CSP = (
+    "default-src 'self'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+HSTS_VALUE = b"max-age=63072000; includeSubDomains"
+
+
+def _security_headers(csp: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"api-version", API_VERSION.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"content-security-policy", csp.encode()),
+    ]
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    return scope["path"] if scope["path"] in STATIC_ROUTES else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """Outermost layer: request id, client address, response headers, access log,
+    metrics, and the last word on unhandled exceptions (logged with the traceback,
+    answered with a bare ``INTERNAL_ERROR`` envelope)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: HTTPMetrics,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
+        hsts: bool = False,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.trusted_proxies = trusted_proxies
+        self.hsts = hsts
+        self.api_headers = _security_headers(API_CSP)
+        self.docs_headers = _security_headers(DOCS_CSP)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started_at = time.perf_counter()
+        incoming_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming_id = value
+                break
+        request_id = accept_request_id(incoming_id)
+        id_token = request_id_var.set(request_id)
+        log_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        state = scope.setdefault("state", {})
+        client_ip = state["client_ip"] = resolve_client_ip(scope, self.trusted_proxies)
+
+        extra_headers = [(b"x-request-id", request_id.encode())]
+        extra_headers += self.docs_headers if scope["path"] in DOCS_PATHS else self.api_headers
+        if self.hsts or scope.get("scheme") == "https":
+            extra_headers.append((b"strict-transport-security", HSTS_VALUE))
+
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
+            if response_started:
+                raise
+            response = error_response(500, [error_item(500)])
+            await response(scope, receive, send_with_headers)
+        finally:
+            duration = time.perf_counter() - started_at
+            route = route_template(scope)
+            self.metrics.in_flight.dec()
+            self.metrics.observe(scope["method"], route, status, duration)
+            log.info(
+                "http.request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(duration * 1000, 3),
+                client=client_ip,
+                principal=state.get("principal"),
+            )
+            structlog.contextvars.reset_contextvars(**log_tokens)
+            request_id_var.reset(id_token)
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes``: at once when ``Content-Length`` says so, and
+    while streaming otherwise (chunked bodies, or a lying ``Content-Length``)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    await self._reject(scope, receive, send)
+                    return
+                break
+
+        received = 0
+        limit = self.max_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"The request body exceeds the limit of {self.max_bytes} bytes."
+        response = error_response(413, [error_item(413, message=message)], headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+class TrustedHostMiddleware:
+    """Reject requests whose ``Host`` is not configured, with the error envelope.
+
+    Starlette's ``TrustedHostMiddleware`` answers with plain text, which would break
+    the contract that every JSON error is an envelope; the check itself is short.
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.exact = frozenset(host.lower() for host in allowed_hosts if not host.startswith("*."))
+        self.suffixes = tuple(host[1:].lower() for host in allowed_hosts if host.startswith("*."))
+
+    def is_allowed(self, host: str) -> bool:
+        host = host.lower()
+        if host.startswith("["):
+            host = host[: host.find("]") + 1]
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        return host in self.exact or host.endswith(self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = ""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        if self.is_allowed(host):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        response = error_response(400, [error_item(400, message="Invalid Host header.")])
+        await response(scope, receive, send)

@@ -1,0 +1,258 @@
+"""Keel's configuration: environment variables prefixed ``KEEL_`` (or a ``.env`` file).
+
+Every setting is validated at start-up; a bad value stops the process with a message
+naming the variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "KEEL_"
+SQLITE_DEFAULT_URL = "sqlite+aiosqlite:///./keel.db"
+MIN_SECRET_LENGTH = 32
+
+# Values seen in templates and tutorials; a production secret equal to (or built only
+# from) one of these is refused even when long enough.
+_PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changethis",
+        "changeme",
+        "change-me",
+        "secret",
+        "secret-key",
+        "secretkey",
+        "your-secret-key",
+        "your-secret-key-here",
+        "supersecret",
+        "insecure",
+        "development",
+        "password",
+        "keel",
+        "xxx",
+        "test",
+    }
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+StrList = Annotated[list[str], NoDecode]
+
+
+def _is_placeholder(secret: str) -> bool:
+    lowered = secret.lower()
+    if lowered in _PLACEHOLDER_SECRETS:
+        return True
+    # "changethischangethischangethis..." is as guessable as "changethis".
+    return (
+        any(lowered == word * (len(lowered) // len(word)) for word in _PLACEHOLDER_SECRETS)
+        or len(set(lowered)) < 8
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- Runtime -----------------------------------------------------------------
+    env: Environment = Field(Environment.DEVELOPMENT, description="development | production | test")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signing key (>= 32 chars). Required in production; generated "
+        "and kept in KEEL_SECRET_KEY_FILE in development.",
+    )
+    secret_key_file: Path = Field(
+        Path(".keel/secret_key"),
+        description="Where development keeps its generated secret key.",
+    )
+
+    # --- Database ----------------------------------------------------------------
+    database_url: str = Field(SQLITE_DEFAULT_URL, description="SQLAlchemy async URL.")
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+    db_pool_timeout: float = Field(5.0, gt=0, le=120, description="Seconds to wait for a pooled connection.")
+    db_connect_timeout: float = Field(3.0, gt=0, le=60)
+    db_statement_timeout_ms: int = Field(
+        30_000, ge=0, le=3_600_000, description="PostgreSQL statement_timeout; 0 = none."
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        description="Apply migrations when `keel serve` starts. Default: on for "
+        "SQLite (embedded mode), off otherwise (run `keel db upgrade`).",
+    )
+
+    # --- Redis -------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="redis://host:port/db; optional.")
+    redis_key_prefix: str = Field("keel:", min_length=1, max_length=64)
+    redis_timeout_ms: int = Field(250, ge=10, le=30_000)
+
+    # --- HTTP ----------------------------------------------------------------------
+    cors_origins: StrList = Field(default_factory=list)
+    trusted_hosts: StrList = Field(default_factory=lambda: ["*"])
+    trusted_proxies: StrList = Field(
+        default_factory=list,
+        description="CIDRs whose X-Forwarded-For is believed.",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
+    hsts: bool = Field(False, description="Send HSTS even when the request was plain HTTP.")
+    health_timeout_ms: int = Field(800, ge=50, le=30_000)
+
+    # --- Observability -------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="Default: json in production, console otherwise."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, GET /metrics requires `Authorization: Bearer <token>`."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", "trusted_hosts", "trusted_proxies", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _secret_key_policy(self) -> Settings:
+        if self.env is not Environment.PRODUCTION or self.secret_key is None:
+            if self.env is Environment.PRODUCTION:
+                raise ValueError("KEEL_SECRET_KEY is required in production")
+            return self
+        secret = self.secret_key.get_secret_value()
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"KEEL_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters in production")
+        if _is_placeholder(secret):
+            raise ValueError(
+                "KEEL_SECRET_KEY is a known placeholder; generate one "
+                "with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return self
+
+    # --- Derived -----------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def effective_log_format(self) -> str:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.is_production else "console"
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The secret key, generating and persisting one outside production."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        if self.env is Environment.TEST:
+            return secrets.token_urlsafe(48)
+        return _load_or_create_secret(self.secret_key_file)
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        existing = path.read_text(encoding="utf-8").strip()
+        if len(existing) >= MIN_SECRET_LENGTH:
+            return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # Create with 0600 from the start so the key is never world-readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+class SettingsError(Exception):
+    """Raised with a message naming the offending ``KEEL_*`` variable(s)."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        name = f"{ENV_PREFIX}{loc[0].upper()}" if loc else "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{name}: {message}")
+        else:
+            lines.append(message)
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, raising :class:`SettingsError` when invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None

@@ -1,0 +1,192 @@
+"""Fixtures shared by the whole suite.
+
+The API suite is parametrised over two backends at module scope:
+- ``sqlite``: a temporary SQLite file per test module, in-memory everything else;
+- ``postgres``: one database created (and dropped) per run on 127.0.0.1:5432, plus Redis
+  with keys namespaced per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from keel.app import create_app
+from keel.platform.db.engine import create_engine
+from keel.platform.db.migrate import upgrade
+from keel.settings import Settings
+from tests import services
+
+Backend = str
+BACKENDS = ("sqlite", "postgres")
+
+
+def migrate(settings: Settings) -> None:
+    async def _run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_run())
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"env": "test", "log_level": "INFO", "_env_file": None}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"keel_test_{services.RUN_ID}"
+    url = services.create_postgres_database(name)
+    migrate(make_settings(database_url=url))
+    yield url
+    services.drop_postgres_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = services.require_redis()
+    yield url
+    services.cleanup_redis()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def backend_settings(
+    backend: Backend, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Settings values selecting the backend; tests add their own on top."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "keel.db"
+        values: dict[str, Any] = {"database_url": f"sqlite+aiosqlite:///{path}"}
+        migrate(make_settings(**values))
+        return values
+    return {
+        "database_url": request.getfixturevalue("postgres_url"),
+        "redis_url": request.getfixturevalue("redis_url"),
+        "redis_key_prefix": services.REDIS_PREFIX,
+    }
+
+
+@pytest.fixture(scope="module")
+def settings(backend_settings: dict[str, Any]) -> Settings:
+    return make_settings(**backend_settings)
+
+
+@asynccontextmanager
+async def serve_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture(scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def client_with(backend_settings: dict[str, Any]) -> ClientFactory:
+    """``async with client_with(hsts=True) as client:`` — an app with extra settings."""
+
+    def factory(**overrides: Any) -> Any:
+        return serve_app(create_app(make_settings(**{**backend_settings, **overrides})))
+
+    return factory
+
+
+# --- Live server -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "keel", "serve", "--port", str(self.port)],
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    backend_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A real uvicorn process on a free port, on the module's backend, logging JSON."""
+    env = {f"KEEL_{key.upper()}": str(value) for key, value in backend_settings.items()}
+    env.update(KEEL_ENV="test", KEEL_LOG_FORMAT="json", KEEL_LOG_LEVEL="INFO", KEEL_AUTO_MIGRATE="false")
+    server = LiveServer(env, tmp_path_factory.mktemp("live") / "server.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

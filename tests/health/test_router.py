@@ -1,0 +1,107 @@
+"""Liveness and readiness, on both backends and with dependencies down."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keel.app import create_app
+from keel.platform.db.migrate import head_revision
+from tests.conftest import Backend, ClientFactory, make_settings, serve_app
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A TCP port that accepts connections into its backlog and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_liveness_is_ok_without_touching_dependencies(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["status"] == "ok"
+    assert data["uptime_seconds"] >= 0
+    assert "checks" not in data
+
+
+async def test_readiness_reports_each_dependency(client: httpx.AsyncClient, backend: Backend) -> None:
+    response = await client.get("/health/deep")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["status"] == "ok"
+    checks = data["checks"]
+    assert checks["database"]["status"] == "ok"
+    assert checks["database"]["latency_ms"] > 0
+    assert checks["migrations"]["status"] == "ok"
+    assert head_revision() in checks["migrations"]["detail"]
+    if backend == "postgres":
+        assert checks["redis"]["status"] == "ok"
+        assert checks["redis"]["latency_ms"] > 0
+    else:
+        assert checks["redis"]["status"] == "disabled"
+
+
+async def test_detailed_query_is_the_readiness_check(client: httpx.AsyncClient) -> None:
+    data = (await client.get("/health", params={"detailed": "true"})).json()["data"]
+    assert set(data["checks"]) == {"database", "migrations", "redis"}
+
+
+async def test_database_that_never_answers_gives_503_within_a_second(black_hole: int) -> None:
+    settings = make_settings(database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{black_hole}/keel")
+    async with serve_app(create_app(settings)) as client:
+        started = time.perf_counter()
+        response = await client.get("/health/deep")
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 503
+    assert elapsed < 1.0
+    body = response.json()
+    assert body["success"] is False
+    assert [item["field"] for item in body["errors"]] == ["database", "migrations"]
+    assert body["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+    assert body["meta"]["checks"]["database"]["status"] == "down"
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_refused_database_gives_503_naming_it_without_leaking_the_url() -> None:
+    url = f"postgresql+asyncpg://postgres:pw-should-not-leak@127.0.0.1:{closed_port()}/keel"
+    async with serve_app(create_app(make_settings(database_url=url))) as client:
+        response = await client.get("/health?detailed=true")
+    assert response.status_code == 503
+    assert "database is unavailable" in response.json()["errors"][0]["message"]
+    assert "pw-should-not-leak" not in response.text
+
+
+async def test_unreachable_redis_is_degraded_not_down(client_with: ClientFactory) -> None:
+    async with client_with(redis_url=f"redis://127.0.0.1:{closed_port()}/0") as client:
+        response = await client.get("/health/deep")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["status"] == "degraded"
+    assert data["checks"]["redis"]["status"] == "down"
+    assert data["checks"]["redis"]["required"] is False
+
+
+async def test_schema_behind_the_code_is_unavailable(tmp_path: Path) -> None:
+    settings = make_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}")
+    async with serve_app(create_app(settings)) as client:
+        response = await client.get("/health/deep")
+    assert response.status_code == 503
+    fields = [item["field"] for item in response.json()["errors"]]
+    assert fields == ["migrations"]
+    assert "keel db upgrade" in response.json()["meta"]["checks"]["migrations"]["detail"]
