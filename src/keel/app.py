@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from keel import __version__
 from keel.health.router import router as health_router
@@ -16,6 +18,7 @@ from keel.platform.http.handlers import install_exception_handlers
 from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrustedHostMiddleware
 from keel.platform.http.openapi import install_openapi
 from keel.platform.http.routing import operation_id
+from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware, v1_openapi
 from keel.platform.observability.logging import configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.resources import Resources
@@ -88,9 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(metrics_router)
+    _add_versioned_schemas(app)
 
     # add_middleware wraps what is already there, so the last one added is outermost:
-    # RequestContext -> TrustedHost -> CORS -> BodyLimit -> (exception handling) -> routes.
+    # Version -> RequestContext -> TrustedHost -> CORS -> BodyLimit -> (exception handling) -> routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -118,4 +122,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         trusted_proxies=settings.trusted_proxy_networks,
         hsts=settings.hsts,
     )
+    app.add_middleware(
+        VersionMiddleware,
+        v1_deprecated_on=settings.v1_deprecated_on,
+        v1_sunset_on=settings.v1_sunset_on,
+    )
     return app
+
+
+def _add_versioned_schemas(app: FastAPI) -> None:
+    async def v2_schema(_request: Request) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    async def v1_schema(_request: Request) -> JSONResponse:
+        return JSONResponse(v1_openapi(app.openapi()))
+
+    app.add_route(f"{V2_PREFIX}/openapi.json", v2_schema, include_in_schema=False)
+    app.add_route(f"{V1_PREFIX}/openapi.json", v1_schema, include_in_schema=False)

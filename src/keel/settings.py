@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import secrets
+from datetime import date
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -126,6 +127,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
     hsts: bool = Field(False, description="Send HSTS even when the request was plain HTTP.")
     health_timeout_ms: int = Field(800, ge=50, le=30_000)
+    v1_deprecated_on: date = Field(date(2026, 1, 20), description="Sent as the v1 Deprecation header.")
+    v1_sunset_on: date = Field(date(2027, 6, 30), description="Sent as the v1 Sunset header.")
 
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -35,6 +35,12 @@ async def create_probe_item(item: ProbeItem) -> Response:
     return ok(item, status_code=201)
 
 
+@probe.get("/items", response_model=Envelope[list[ProbeItem]])
+async def list_probe_items() -> Response:
+    items = [ProbeItem(name=f"item-{index}", price=Decimal(index)) for index in range(2)]
+    return ok(items, meta={"pagination": {"total": 7, "page": 1, "per_page": 2}})
+
+
 @probe.get("/boom")
 async def boom() -> Response:
     raise RuntimeError(SECRET_IN_EXCEPTION)
@@ -48,6 +54,7 @@ async def conflict() -> Response:
 def with_probe(settings: Settings) -> FastAPI:
     app = create_app(settings)
     app.include_router(probe)
+    app.include_router(probe, prefix="/api/v2", generate_unique_id_function=lambda route: f"v2_{route.name}")
     return app
 
 

@@ -19,7 +19,7 @@ log = structlog.get_logger("keel.http")
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 # Plain Starlette routes (the schema and docs) do not record themselves in the scope;
 # they have no path parameters, so their path is their template.
-STATIC_ROUTES = DOCS_PATHS | {"/openapi.json"}
+STATIC_ROUTES = DOCS_PATHS | {"/openapi.json", "/api/v1/openapi.json", "/api/v2/openapi.json"}
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # Swagger UI and ReDoc load their bundles from a CDN and run inline bootstrap scripts.
 DOCS_CSP = (
