@@ -24,7 +24,7 @@ SECRET_IN_EXCEPTION = "db-password=hunter2-very-secret"
 class ProbeItem(Schema):
     name: Annotated[str, Field(min_length=1, max_length=10)]
     price: Annotated[Decimal, Field(ge=0, decimal_places=2)]
-    tags: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=3, default_factory=list)]
+    tags: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=3)
 
 
 probe = APIRouter(prefix="/probe")
