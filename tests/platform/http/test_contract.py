@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from starlette.types import Message
 from structlog.testing import capture_logs
 
 from keel.platform.http.envelope import API_VERSION
@@ -247,3 +250,33 @@ async def test_client_ip_from_trusted_proxy_chain(client_with: ClientFactory) ->
             await client.get("/health", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.9, 10.1.2.3"})
     (line,) = [entry for entry in logs if entry["event"] == "http.request"]
     assert line["client"] == "203.0.113.9"
+
+
+async def test_client_disconnect_is_not_counted_as_a_server_error(app: FastAPI) -> None:
+    from keel.platform.http.middleware import CLIENT_CLOSED_REQUEST
+
+    async def receive() -> Message:
+        raise asyncio.CancelledError
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/probe/items",
+        "raw_path": b"/probe/items",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+        "asgi": {"version": "3.0"},
+    }
+
+    async def send(_message: Message) -> None:
+        raise AssertionError("nothing is sent to a client that left")
+
+    with capture_logs() as logs, pytest.raises(asyncio.CancelledError):
+        await app(scope, receive, send)
+    (line,) = [entry for entry in logs if entry["event"] == "http.request"]
+    assert line["status"] == CLIENT_CLOSED_REQUEST

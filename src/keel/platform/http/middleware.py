@@ -3,6 +3,7 @@ on these machines and breaks streaming and contextvars; ``make bench`` measures 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -31,6 +32,8 @@ DOCS_CSP = (
     "connect-src 'self'; frame-ancestors 'none'"
 )
 HSTS_VALUE = b"max-age=63072000; includeSubDomains"
+# nginx's convention for "the client went away before a response": not a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _security_headers(csp: str) -> list[tuple[bytes, bytes]]:
@@ -114,6 +117,10 @@ class RequestContextMiddleware:
                 raise
             response = error_response(500, [error_item(500)])
             await response(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            if not response_started:
+                status = CLIENT_CLOSED_REQUEST
+            raise
         finally:
             duration = time.perf_counter() - started_at
             route = route_template(scope)
@@ -123,6 +130,7 @@ class RequestContextMiddleware:
                 "http.request",
                 method=scope["method"],
                 route=route,
+                path=scope["path"],
                 status=status,
                 duration_ms=round(duration * 1000, 3),
                 client=client_ip,
