@@ -1,0 +1,730 @@
+"""``make bench``: Keel against the FastAPI app a user would write without it.
+
+Each server runs alone, pinned to CPU 0 (``taskset -c 0``); ``wrk`` runs pinned to
+CPU 1, so the load generator never steals the server's core. Every scenario gets a
+short warm-up, then a measured run; results are printed as a table and written to
+``bench/results/latest.json``. Only 127.0.0.1 is ever contacted.
+
+    .venv/bin/python bench/run.py [--duration S] [--connections N] [--backends sqlite,postgres] [--quick]
+
+Backends: ``sqlite`` (a file database in a temporary directory) and ``postgres``
+(PostgreSQL at 127.0.0.1:5432 plus Redis at 127.0.0.1:6379; a fresh database
+``keel_bench_<random>`` is created and dropped again; skipped when either is down).
+
+To add a comparison, append one :class:`Scenario` to :data:`SCENARIOS`, e.g.
+``Scenario("keel GET /products", "keel", "/api/v2/products", headers=KEEL_AUTH,
+baseline="ref GET /items")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Literal
+
+import asyncpg
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_PATH = REPO_ROOT / "bench" / "results" / "latest.json"
+HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_USER = "postgres"
+REDIS_PORT = 6379
+
+WARMUP_SECONDS = 2
+DEFAULT_SECONDS = 10
+QUICK_SECONDS = 3
+DEFAULT_CONNECTIONS = 32
+READY_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 10.0
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+ALL_BACKENDS = ("sqlite", "postgres")
+
+
+# --- What to measure -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """One way of starting a server. ``kind`` picks the command line; ``env`` is added."""
+
+    name: str
+    kind: Literal["keel", "ref"]
+    ready_path: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One wrk run: ``GET path`` on ``server``.
+
+    Header values are templates: ``{ref_token}`` is a valid HS256 JWT for the reference
+    app. ``baseline`` names the scenario whose requests/s the ratio is computed against
+    (same backend); ``backends`` limits where the scenario runs (``None``: everywhere).
+    """
+
+    name: str
+    server: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+    baseline: str | None = None
+    backends: tuple[str, ...] | None = None
+
+
+SERVERS: dict[str, Server] = {
+    server.name: server
+    for server in (
+        Server("keel", "keel", "/health"),
+        Server("ref", "ref", "/hello", {"REF_MIDDLEWARE": "none"}),
+        Server("ref+base", "ref", "/hello", {"REF_MIDDLEWARE": "base"}),
+        Server("ref+asgi", "ref", "/hello", {"REF_MIDDLEWARE": "asgi"}),
+    )
+}
+
+REF_AUTH = (("Authorization", "Bearer {ref_token}"),)
+
+SCENARIOS: list[Scenario] = [
+    Scenario("ref GET /hello", "ref", "/hello"),
+    Scenario("keel GET /health", "keel", "/health", baseline="ref GET /hello"),
+    Scenario(
+        "ref GET /hello +2 BaseHTTPMiddleware",
+        "ref+base",
+        "/hello",
+        baseline="ref GET /hello",
+        backends=("sqlite",),
+    ),
+    Scenario(
+        "ref GET /hello +2 ASGI middleware",
+        "ref+asgi",
+        "/hello",
+        baseline="ref GET /hello",
+        backends=("sqlite",),
+    ),
+    Scenario("ref GET /items (JWT, 20 rows)", "ref", "/items", headers=REF_AUTH),
+]
+
+
+# --- Results -------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    backend: str
+    scenario: str
+    server: str
+    path: str
+    baseline: str | None
+    requests_per_sec: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int | None = None
+    non_2xx_3xx: int = 0
+    socket_errors: int = 0
+    ratio: float | None = None
+    error: str | None = None
+
+    @property
+    def notes(self) -> str:
+        notes = []
+        if self.error:
+            notes.append(self.error)
+        if self.non_2xx_3xx:
+            notes.append(f"{self.non_2xx_3xx} non-2xx/3xx")
+        if self.socket_errors:
+            notes.append(f"{self.socket_errors} socket errors")
+        return "; ".join(notes)
+
+    @property
+    def ok(self) -> bool:
+        return not self.notes
+
+
+@dataclass(frozen=True)
+class WrkStats:
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx_3xx: int
+    socket_errors: int
+
+
+_TIME_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_PERCENTILE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_REQUESTS_RE = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+_NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * _TIME_UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> WrkStats:
+    """Requests/s, p50/p99 (ms) and error counts from ``wrk --latency`` output."""
+    rps = _RPS_RE.search(output)
+    if rps is None:
+        raise ValueError("no 'Requests/sec' line in wrk output")
+    percentiles = {float(pct): to_ms(value, unit) for pct, value, unit in _PERCENTILE_RE.findall(output)}
+    if 50.0 not in percentiles or 99.0 not in percentiles:
+        raise ValueError("no 50%/99% latency distribution in wrk output (was --latency passed?)")
+    requests = _REQUESTS_RE.search(output)
+    non_2xx = _NON_2XX_RE.search(output)
+    sockets = _SOCKET_RE.search(output)
+    return WrkStats(
+        requests_per_sec=float(rps.group(1)),
+        p50_ms=percentiles[50.0],
+        p99_ms=percentiles[99.0],
+        requests=int(requests.group(1)) if requests else 0,
+        non_2xx_3xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(count) for count in sockets.groups()) if sockets else 0,
+    )
+
+
+# --- Process and CPU plumbing --------------------------------------------------------
+
+
+class BenchError(Exception):
+    """A server or a tool failed; the message says what to look at."""
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP arrived: unwind like Ctrl-C so every server is stopped."""
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@dataclass(frozen=True)
+class Pinning:
+    server: tuple[str, ...]
+    load: tuple[str, ...]
+    note: str | None
+
+
+def cpu_pinning() -> Pinning:
+    """``taskset -c 0`` for servers and ``-c 1`` for wrk, when the machine allows it."""
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        return Pinning((), (), "taskset not found: servers and wrk are not pinned, results are noisier")
+    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if not {int(SERVER_CPU), int(LOAD_CPU)} <= available:
+        return Pinning((), (), f"CPUs {SERVER_CPU} and {LOAD_CPU} are not both available: not pinned")
+    return Pinning((taskset, "-c", SERVER_CPU), (taskset, "-c", LOAD_CPU), None)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ServerProcess:
+    """A server in its own session, so the whole process group can be stopped."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log_file = self.log.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s (or at once on a second Ctrl-C)."""
+        process = self.process
+        try:
+            if process is None:
+                return
+            if process.poll() is None:
+                self._signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    print(
+                        f"  {self.name} did not stop within {STOP_TIMEOUT_SECONDS:.0f} s: killing it",
+                        flush=True,
+                    )
+                    self._signal(signal.SIGKILL)
+                    process.wait()
+                except (KeyboardInterrupt, Terminated):
+                    self._signal(signal.SIGKILL)
+                    process.wait()
+                    raise
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def wait_ready(self, url: str) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        last_error = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                code = self.process.poll()
+                if code is not None:
+                    raise BenchError(
+                        f"{self.name} exited with code {code}; log {self.log}:\n{tail(self.log)}"
+                    )
+                try:
+                    response = client.get(url)
+                except httpx.HTTPError as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.status_code == 200:
+                        return
+                    last_error = f"HTTP {response.status_code}"
+                time.sleep(0.1)
+        raise BenchError(
+            f"{self.name} not ready after {READY_TIMEOUT_SECONDS:.0f} s ({last_error}); "
+            f"log {self.log}:\n{tail(self.log)}"
+        )
+
+
+# --- Backends ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    database_url: str
+    redis_url: str | None = None
+    keel_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def port_answers(port: int, timeout: float = 1.0) -> str | None:
+    """``None`` when 127.0.0.1:port accepts a connection, else why not."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{HOST}:{port} not reachable ({exc.strerror or exc})"
+
+
+def redis_answers(timeout: float = 1.0) -> str | None:
+    try:
+        with socket.create_connection((HOST, REDIS_PORT), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError as exc:
+        return f"Redis at {HOST}:{REDIS_PORT} not reachable ({exc.strerror or exc})"
+    if not reply.startswith(b"+PONG"):
+        return f"Redis at {HOST}:{REDIS_PORT} answered {reply[:40]!r} to PING"
+    return None
+
+
+async def _postgres_admin(statement: str) -> None:
+    connection = await asyncpg.connect(
+        host=HOST, port=POSTGRES_PORT, user=POSTGRES_USER, database="postgres", timeout=5
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def sqlite_backend(workdir: Path) -> Iterator[Backend]:
+    yield Backend("sqlite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")
+
+
+@contextlib.contextmanager
+def postgres_backend() -> Iterator[Backend]:
+    name = f"keel_bench_{secrets.token_hex(4)}"
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield Backend(
+            "postgres",
+            f"postgresql+asyncpg://{POSTGRES_USER}@{HOST}:{POSTGRES_PORT}/{name}",
+            redis_url=f"redis://{HOST}:{REDIS_PORT}/0",
+            keel_env={"KEEL_REDIS_KEY_PREFIX": f"{name}:"},
+        )
+    finally:
+        try:
+            asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:
+            print(f"warning: could not drop database {name}: {exc}", file=sys.stderr, flush=True)
+
+
+def postgres_unavailable() -> str | None:
+    reason = port_answers(POSTGRES_PORT)
+    if reason is not None:
+        return f"PostgreSQL at {reason}"
+    reason = redis_answers()
+    if reason is not None:
+        return reason
+    try:
+        asyncio.run(_postgres_admin("SELECT 1"))
+    except Exception as exc:
+        return f"cannot connect to PostgreSQL as {POSTGRES_USER!r}: {exc}"
+    return None
+
+
+# --- Running -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: int
+    connections: int
+    backends: tuple[str, ...]
+    pinning: Pinning
+    workdir: Path
+
+
+def hs256_jwt(secret: str, claims: Mapping[str, Any]) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    def compact(value: Mapping[str, Any]) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    signing_input = f"{b64(compact({'alg': 'HS256', 'typ': 'JWT'}))}.{b64(compact(claims))}"
+    signature = hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def base_env() -> dict[str, str]:
+    """The caller's environment minus any KEEL_*/REF_* settings that would skew the run."""
+    return {key: value for key, value in os.environ.items() if not key.startswith(("KEEL_", "REF_"))}
+
+
+def server_process(
+    server: Server, backend: Backend, port: int, options: Options, ref_secret: str
+) -> ServerProcess:
+    env = base_env()
+    log = options.workdir / f"{backend.name}-{server.name}.log"
+    bin_dir = Path(sys.executable).parent
+    if server.kind == "keel":
+        keel = bin_dir / "keel"
+        env.update(
+            KEEL_ENV="production",
+            KEEL_SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
+            KEEL_LOG_FORMAT="json",
+            KEEL_LOG_LEVEL="INFO",
+            KEEL_AUTO_MIGRATE="true",
+            KEEL_DATABASE_URL=backend.database_url,
+        )
+        if backend.redis_url:
+            env["KEEL_REDIS_URL"] = backend.redis_url
+        env.update(backend.keel_env)
+        argv = [str(keel if keel.exists() else "keel"), "serve", "--host", HOST, "--port", str(port)]
+        # Outside the repository, so a developer's .env cannot leak into the run.
+        cwd = options.workdir
+    else:
+        env.update(REF_DATABASE_URL=backend.database_url, REF_JWT_SECRET=ref_secret)
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.reference_app:app",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--no-server-header",  # as `keel serve`
+            "--workers",
+            "1",
+        ]
+        cwd = REPO_ROOT
+    env.update(server.env)
+    return ServerProcess(f"{backend.name}/{server.name}", [*options.pinning.server, *argv], env, cwd, log)
+
+
+def wrk(url: str, headers: Sequence[tuple[str, str]], seconds: int, options: Options) -> str:
+    argv = [*options.pinning.load, "wrk", "-t1", f"-c{options.connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers:
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if completed.returncode != 0:
+        raise BenchError(f"wrk exited with {completed.returncode}: {completed.stderr.strip()}")
+    return completed.stdout
+
+
+def run_scenario(
+    scenario: Scenario, base_url: str, backend: Backend, options: Options, tokens: Mapping[str, str]
+) -> Result:
+    result = Result(backend.name, scenario.name, scenario.server, scenario.path, scenario.baseline)
+    url = base_url + scenario.path
+    headers = [(name, value.format_map(tokens)) for name, value in scenario.headers]
+    print(f"  {scenario.name} ...", end="", flush=True)
+    try:
+        # One request first: benchmarking a 401 or 404 would be meaningless.
+        response = httpx.get(url, headers=headers, timeout=10.0)
+        if not response.is_success:
+            raise BenchError(f"HTTP {response.status_code} on GET {scenario.path}: {response.text[:120]}")
+        wrk(url, headers, WARMUP_SECONDS, options)
+        stats = parse_wrk(wrk(url, headers, options.duration, options))
+    except (BenchError, ValueError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+        result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f" failed: {result.error}", flush=True)
+        return result
+    result.requests_per_sec = stats.requests_per_sec
+    result.p50_ms = stats.p50_ms
+    result.p99_ms = stats.p99_ms
+    result.requests = stats.requests
+    result.non_2xx_3xx = stats.non_2xx_3xx
+    result.socket_errors = stats.socket_errors
+    print(f" {stats.requests_per_sec:,.0f} req/s", flush=True)
+    return result
+
+
+def run_backend(backend: Backend, options: Options) -> list[Result]:
+    scenarios = [s for s in SCENARIOS if s.backends is None or backend.name in s.backends]
+    ref_secret = secrets.token_urlsafe(48)
+    now = int(time.time())
+    tokens = {"ref_token": hs256_jwt(ref_secret, {"sub": "bench", "iat": now, "exp": now + 86_400})}
+    by_name: dict[str, Result] = {}
+    # One server at a time, in order of first appearance, so servers never share CPU 0.
+    for server_name in dict.fromkeys(s.server for s in scenarios):
+        server = SERVERS[server_name]
+        own = [s for s in scenarios if s.server == server_name]
+        port = free_port()
+        process = server_process(server, backend, port, options, ref_secret)
+        base_url = f"http://{HOST}:{port}"
+        print(f"{backend.name}: starting {server.name} on port {port}", flush=True)
+        try:
+            process.start()
+            process.wait_ready(base_url + server.ready_path)
+            for scenario in own:
+                by_name[scenario.name] = run_scenario(scenario, base_url, backend, options, tokens)
+        except BenchError as exc:
+            print(f"  {exc}", flush=True)
+            for scenario in own:
+                by_name.setdefault(
+                    scenario.name,
+                    Result(
+                        backend.name,
+                        scenario.name,
+                        scenario.server,
+                        scenario.path,
+                        scenario.baseline,
+                        error=f"{server.name} did not start",
+                    ),
+                )
+        finally:
+            process.stop()
+    results = [by_name[s.name] for s in scenarios]
+    for result in results:
+        baseline = by_name.get(result.baseline) if result.baseline else None
+        if baseline and baseline.requests_per_sec and result.requests_per_sec is not None:
+            result.ratio = result.requests_per_sec / baseline.requests_per_sec
+    return results
+
+
+# --- Reporting -----------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(results: Sequence[Result]) -> str:
+    header = ("backend", "scenario", "requests/s", "p50 ms", "p99 ms", "ratio", "notes")
+    rows = [
+        (
+            r.backend,
+            r.scenario,
+            _fmt(r.requests_per_sec, ",.0f"),
+            _fmt(r.p50_ms, ".2f"),
+            _fmt(r.p99_ms, ".2f"),
+            "-" if r.ratio is None else f"{r.ratio:.2f}x",
+            r.notes,
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    right = {2, 3, 4, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(cells)
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def git_commit() -> str | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    completed = subprocess.run(
+        [git, "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        return None
+    return completed.stdout.strip() or None
+
+
+def write_json(results: Sequence[Result], skipped: Mapping[str, str], options: Options) -> Path:
+    report = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "wrk": {
+            "threads": 1,
+            "connections": options.connections,
+            "duration_s": options.duration,
+            "warmup_s": WARMUP_SECONDS,
+        },
+        "pinning": {
+            "server": " ".join(options.pinning.server) or None,
+            "load": " ".join(options.pinning.load) or None,
+            "note": options.pinning.note,
+        },
+        "skipped": [{"backend": name, "reason": reason} for name, reason in skipped.items()],
+        "results": [{**asdict(result), "notes": result.notes} for result in results],
+    }
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return RESULTS_PATH
+
+
+# --- Entry point ---------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark Keel against a plain FastAPI app with wrk.")
+    parser.add_argument(
+        "--duration", type=int, default=None, help=f"seconds per run (default {DEFAULT_SECONDS})"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=DEFAULT_CONNECTIONS, help="wrk connections (default 32)"
+    )
+    parser.add_argument(
+        "--backends",
+        default=",".join(ALL_BACKENDS),
+        help="comma-separated subset of: " + ", ".join(ALL_BACKENDS),
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS} s per run")
+    args = parser.parse_args(argv)
+    args.backends = tuple(name.strip() for name in args.backends.split(",") if name.strip())
+    unknown = sorted(set(args.backends) - set(ALL_BACKENDS))
+    if unknown or not args.backends:
+        parser.error(
+            f"--backends: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(ALL_BACKENDS)}"
+        )
+    if args.duration is None:
+        args.duration = QUICK_SECONDS if args.quick else DEFAULT_SECONDS
+    if args.duration < 1:
+        parser.error("--duration must be at least 1")
+    if args.connections < 1:
+        parser.error("--connections must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(
+            "bench: wrk is not installed. Install it with `apt-get install wrk` (Debian/Ubuntu) "
+            "or `brew install wrk` (macOS).",
+            file=sys.stderr,
+        )
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # respect nohup
+            signal.signal(signum, _on_signal)
+
+    pinning = cpu_pinning()
+    if pinning.note:
+        print(f"warning: {pinning.note}", flush=True)
+    results: list[Result] = []
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
+        options = Options(args.duration, args.connections, args.backends, pinning, Path(tmp))
+        print(
+            f"wrk -t1 -c{options.connections} -d{options.duration}s (after a {WARMUP_SECONDS} s warm-up); "
+            f"logs in {tmp}",
+            flush=True,
+        )
+        for name in options.backends:
+            if name == "postgres":
+                reason = postgres_unavailable()
+                if reason is not None:
+                    skipped[name] = reason
+                    print(f"postgres: skipped, {reason}", flush=True)
+                    continue
+                backend_cm = postgres_backend()
+            else:
+                backend_cm = sqlite_backend(options.workdir)
+            with backend_cm as backend:
+                results += run_backend(backend, options)
+
+    print()
+    print(table(results))
+    for name, reason in skipped.items():
+        print(f"{name}: skipped, {reason}")
+    path = write_json(results, skipped, options)
+    print(f"\nwrote {path.relative_to(REPO_ROOT)}")
+    return 0 if results and all(result.ok for result in results) else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (KeyboardInterrupt, Terminated):
+        print("\nbench: interrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)
