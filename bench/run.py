@@ -1,11 +1,13 @@
 """``make bench``: Keel against the FastAPI app a user would write without it.
 
-Each server runs alone, pinned to CPU 0 (``taskset -c 0``); ``wrk`` runs pinned to
-CPU 1, so the load generator never steals the server's core. Every scenario gets a
-short warm-up, then a measured run; results are printed as a table and written to
-``bench/results/latest.json``. Only 127.0.0.1 is ever contacted.
+Servers are pinned to CPU 0 (``taskset -c 0``) and only one is loaded at a time;
+``wrk`` runs pinned to CPU 1, so the load generator never steals the server's core.
+Every scenario gets a short warm-up, then the scenarios run round-robin for several
+rounds; medians are printed as a table and written to ``bench/results/latest.json``.
+Only 127.0.0.1 is ever contacted.
 
-    .venv/bin/python bench/run.py [--duration S] [--connections N] [--backends sqlite,postgres] [--quick]
+    .venv/bin/python bench/run.py [--duration S] [--rounds N] [--connections N]
+                                  [--backends sqlite,postgres] [--quick]
 
 Backends: ``sqlite`` (a file database in a temporary directory) and ``postgres``
 (PostgreSQL at 127.0.0.1:5432 plus Redis at 127.0.0.1:6379; a fresh database
@@ -33,6 +35,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,7 +57,8 @@ POSTGRES_USER = "postgres"
 REDIS_PORT = 6379
 
 WARMUP_SECONDS = 2
-DEFAULT_SECONDS = 10
+DEFAULT_SECONDS = 8
+DEFAULT_ROUNDS = 4
 QUICK_SECONDS = 3
 DEFAULT_CONNECTIONS = 32
 READY_TIMEOUT_SECONDS = 90.0
@@ -419,6 +423,7 @@ def postgres_unavailable() -> str | None:
 @dataclass(frozen=True)
 class Options:
     duration: int
+    rounds: int
     connections: int
     backends: tuple[str, ...]
     pinning: Pinning
@@ -500,75 +505,140 @@ def wrk(url: str, headers: Sequence[tuple[str, str]], seconds: int, options: Opt
     return completed.stdout
 
 
-def run_scenario(
-    scenario: Scenario, base_url: str, backend: Backend, options: Options, tokens: Mapping[str, str]
-) -> Result:
-    result = Result(backend.name, scenario.name, scenario.server, scenario.path, scenario.baseline)
+def probe(
+    scenario: Scenario, base_url: str, tokens: Mapping[str, str], options: Options
+) -> list[tuple[str, str]]:
+    """One request, then a warm-up run: benchmarking a 401 or 404 would be meaningless."""
     url = base_url + scenario.path
     headers = [(name, value.format_map(tokens)) for name, value in scenario.headers]
-    print(f"  {scenario.name} ...", end="", flush=True)
-    try:
-        # One request first: benchmarking a 401 or 404 would be meaningless.
-        response = httpx.get(url, headers=headers, timeout=10.0)
-        if not response.is_success:
-            raise BenchError(f"HTTP {response.status_code} on GET {scenario.path}: {response.text[:120]}")
-        wrk(url, headers, WARMUP_SECONDS, options)
-        stats = parse_wrk(wrk(url, headers, options.duration, options))
-    except (BenchError, ValueError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
-        result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f" failed: {result.error}", flush=True)
-        return result
-    result.requests_per_sec = stats.requests_per_sec
-    result.p50_ms = stats.p50_ms
-    result.p99_ms = stats.p99_ms
-    result.requests = stats.requests
-    result.non_2xx_3xx = stats.non_2xx_3xx
-    result.socket_errors = stats.socket_errors
-    print(f" {stats.requests_per_sec:,.0f} req/s", flush=True)
-    return result
+    response = httpx.get(url, headers=headers, timeout=10.0)
+    if not response.is_success:
+        raise BenchError(f"HTTP {response.status_code} on GET {scenario.path}: {response.text[:120]}")
+    wrk(url, headers, WARMUP_SECONDS, options)
+    return headers
+
+
+def measure(url: str, headers: Sequence[tuple[str, str]], options: Options) -> WrkStats:
+    return parse_wrk(wrk(url, headers, options.duration, options))
+
+
+def summarise(result: Result, rounds: Sequence[WrkStats]) -> None:
+    result.requests_per_sec = statistics.median(stats.requests_per_sec for stats in rounds)
+    result.p50_ms = statistics.median(stats.p50_ms for stats in rounds)
+    result.p99_ms = statistics.median(stats.p99_ms for stats in rounds)
+    result.requests = sum(stats.requests for stats in rounds)
+    result.non_2xx_3xx = sum(stats.non_2xx_3xx for stats in rounds)
+    result.socket_errors = sum(stats.socket_errors for stats in rounds)
+
+
+def start_servers(
+    scenarios: Sequence[Scenario],
+    backend: Backend,
+    options: Options,
+    ref_secret: str,
+    *,
+    processes: list[ServerProcess],
+    results: Mapping[str, Result],
+) -> dict[str, str]:
+    """Start every server the scenarios need; return their base URLs by server name."""
+    base_urls: dict[str, str] = {}
+    for server_name in dict.fromkeys(s.server for s in scenarios):
+        server = SERVERS[server_name]
+        port = free_port()
+        process = server_process(server, backend, port, options, ref_secret)
+        processes.append(process)
+        print(f"{backend.name}: starting {server.name} on port {port}", flush=True)
+        try:
+            process.start()
+            process.wait_ready(f"http://{HOST}:{port}{server.ready_path}")
+            base_urls[server_name] = f"http://{HOST}:{port}"
+        except BenchError as exc:
+            print(f"  {exc}", flush=True)
+            for scenario in scenarios:
+                if scenario.server == server_name:
+                    results[scenario.name].error = f"{server.name} did not start"
+    return base_urls
+
+
+def probe_all(
+    scenarios: Sequence[Scenario],
+    base_urls: Mapping[str, str],
+    tokens: Mapping[str, str],
+    options: Options,
+    results: Mapping[str, Result],
+) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Scenario name -> (URL, headers) for every scenario whose first request succeeds."""
+    runnable: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for scenario in scenarios:
+        if scenario.server not in base_urls:
+            continue
+        try:
+            headers = probe(scenario, base_urls[scenario.server], tokens, options)
+        except (BenchError, ValueError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+            results[scenario.name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"  {scenario.name}: {results[scenario.name].error}", flush=True)
+            continue
+        runnable[scenario.name] = (base_urls[scenario.server] + scenario.path, headers)
+    return runnable
+
+
+def run_rounds(
+    runnable: Mapping[str, tuple[str, list[tuple[str, str]]]],
+    backend: Backend,
+    options: Options,
+    results: Mapping[str, Result],
+) -> dict[str, list[WrkStats]]:
+    rounds: dict[str, list[WrkStats]] = {name: [] for name in runnable}
+    for index in range(options.rounds):
+        print(f"{backend.name}: round {index + 1}/{options.rounds}", flush=True)
+        for name, (url, headers) in runnable.items():
+            try:
+                stats = measure(url, headers, options)
+            except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
+                results[name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                continue
+            rounds[name].append(stats)
+            print(f"  {name}: {stats.requests_per_sec:,.0f} req/s", flush=True)
+    return rounds
 
 
 def run_backend(backend: Backend, options: Options) -> list[Result]:
+    """Start every server of the backend, then run all scenarios round-robin.
+
+    Absolute requests/s drift by up to ±30% over minutes on these machines; measured
+    side by side they drift together. So each round runs every scenario once (servers
+    idle between their turns use no CPU), and a ratio is the median over rounds of
+    the per-round ratio to its baseline.
+    """
     scenarios = [s for s in SCENARIOS if s.backends is None or backend.name in s.backends]
     ref_secret = secrets.token_urlsafe(48)
     now = int(time.time())
     tokens = {"ref_token": hs256_jwt(ref_secret, {"sub": "bench", "iat": now, "exp": now + 86_400})}
-    by_name: dict[str, Result] = {}
-    # One server at a time, in order of first appearance, so servers never share CPU 0.
-    for server_name in dict.fromkeys(s.server for s in scenarios):
-        server = SERVERS[server_name]
-        own = [s for s in scenarios if s.server == server_name]
-        port = free_port()
-        process = server_process(server, backend, port, options, ref_secret)
-        base_url = f"http://{HOST}:{port}"
-        print(f"{backend.name}: starting {server.name} on port {port}", flush=True)
-        try:
-            process.start()
-            process.wait_ready(base_url + server.ready_path)
-            for scenario in own:
-                by_name[scenario.name] = run_scenario(scenario, base_url, backend, options, tokens)
-        except BenchError as exc:
-            print(f"  {exc}", flush=True)
-            for scenario in own:
-                by_name.setdefault(
-                    scenario.name,
-                    Result(
-                        backend.name,
-                        scenario.name,
-                        scenario.server,
-                        scenario.path,
-                        scenario.baseline,
-                        error=f"{server.name} did not start",
-                    ),
-                )
-        finally:
+    results = {s.name: Result(backend.name, s.name, s.server, s.path, s.baseline) for s in scenarios}
+    processes: list[ServerProcess] = []
+    try:
+        base_urls = start_servers(
+            scenarios, backend, options, ref_secret, processes=processes, results=results
+        )
+        runnable = probe_all(scenarios, base_urls, tokens, options, results)
+        rounds = run_rounds(runnable, backend, options, results)
+    finally:
+        for process in processes:
             process.stop()
-    results = [by_name[s.name] for s in scenarios]
-    for result in results:
-        baseline = by_name.get(result.baseline) if result.baseline else None
-        if baseline and baseline.requests_per_sec and result.requests_per_sec is not None:
-            result.ratio = result.requests_per_sec / baseline.requests_per_sec
-    return results
+
+    for name, measured in rounds.items():
+        if measured:
+            summarise(results[name], measured)
+    for scenario in scenarios:
+        own, base = rounds.get(scenario.name, []), rounds.get(scenario.baseline or "", [])
+        pairs = [
+            mine.requests_per_sec / theirs.requests_per_sec
+            for mine, theirs in zip(own, base, strict=False)
+            if theirs.requests_per_sec
+        ]
+        if pairs:
+            results[scenario.name].ratio = statistics.median(pairs)
+    return [results[s.name] for s in scenarios]
 
 
 # --- Reporting -----------------------------------------------------------------------
@@ -627,6 +697,7 @@ def write_json(results: Sequence[Result], skipped: Mapping[str, str], options: O
             "threads": 1,
             "connections": options.connections,
             "duration_s": options.duration,
+            "rounds": options.rounds,
             "warmup_s": WARMUP_SECONDS,
         },
         "pinning": {
@@ -658,6 +729,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=",".join(ALL_BACKENDS),
         help="comma-separated subset of: " + ", ".join(ALL_BACKENDS),
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"rounds over all scenarios (default {DEFAULT_ROUNDS})",
+    )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS} s per run")
     args = parser.parse_args(argv)
     args.backends = tuple(name.strip() for name in args.backends.split(",") if name.strip())
@@ -670,6 +747,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.duration = QUICK_SECONDS if args.quick else DEFAULT_SECONDS
     if args.duration < 1:
         parser.error("--duration must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.connections < 1:
         parser.error("--connections must be at least 1")
     return args
@@ -694,9 +773,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
-        options = Options(args.duration, args.connections, args.backends, pinning, Path(tmp))
+        options = Options(args.duration, args.rounds, args.connections, args.backends, pinning, Path(tmp))
         print(
-            f"wrk -t1 -c{options.connections} -d{options.duration}s (after a {WARMUP_SECONDS} s warm-up); "
+            f"wrk -t1 -c{options.connections} -d{options.duration}s x {options.rounds} rounds "
+            f"(after a {WARMUP_SECONDS} s warm-up); "
             f"logs in {tmp}",
             flush=True,
         )

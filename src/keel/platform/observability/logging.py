@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
 from structlog.types import EventDict, Processor
+
+from keel.platform.http.context import request_id_var, utc_timestamp_micro
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEY = re.compile(
@@ -70,14 +73,96 @@ def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
-def configure_logging(level: str, fmt: str, *, cache_loggers: bool = True) -> None:
-    """Configure structlog and the standard library.
+def add_request_id(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Every line logged while serving a request carries its id (read, never bound)."""
+    request_id = request_id_var.get()
+    if request_id:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
 
-    ``cache_loggers=False`` lets ``structlog.testing.capture_logs`` see every logger.
+
+class AccessLog:
+    """Where the one line per request goes; this default sends it through structlog."""
+
+    _logger = structlog.get_logger("keel.http")
+
+    def __call__(  # noqa: PLR0917 - once per request: positional, no dict to build
+        self, method: str, route: str, path: str, status: int, duration_ms: float, client: str, principal: Any
+    ) -> None:
+        self._logger.info(
+            "http.request",
+            method=method,
+            route=route,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            client=client,
+            principal=principal,
+        )
+
+    def flush(self) -> None:
+        """Push buffered lines out (called periodically and at shutdown)."""
+
+
+class NoAccessLog(AccessLog):
+    def __call__(  # noqa: PLR0917 - once per request: positional, no dict to build
+        self, method: str, route: str, path: str, status: int, duration_ms: float, client: str, principal: Any
+    ) -> None:
+        return None
+
+
+class JsonAccessLog(AccessLog):
+    """Writes the access line straight to the stream as JSON, buffered.
+
+    structlog's processor chain costs ~9 µs per line on these machines against ~2 µs
+    for this; the access line's keys are fixed and carry no secrets, so the chain's
+    merging and redaction would have nothing to do on the hottest log call there is.
+    Lines are flushed at most ``FLUSH_SECONDS`` after they are written (here when the
+    next request ends, or by the app's periodic flush when traffic stops), not one
+    write system call per request.
+    """
+
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._flushed_at = time.monotonic()
+
+    def flush(self) -> None:
+        self._stream.flush()
+        self._flushed_at = time.monotonic()
+
+    def __call__(  # noqa: PLR0917 - once per request: positional, no dict to build
+        self, method: str, route: str, path: str, status: int, duration_ms: float, client: str, principal: Any
+    ) -> None:
+        line = {
+            "event": "http.request",
+            "level": "info",
+            "timestamp": utc_timestamp_micro(),
+            "request_id": request_id_var.get(),
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "client": client,
+            "principal": principal,
+        }
+        self._stream.write(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+        if time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS:
+            self.flush()
+
+
+def configure_logging(level: str, fmt: str, *, cache_loggers: bool = True) -> AccessLog:
+    """Configure structlog and the standard library; return the access-line writer.
+
+    ``cache_loggers=False`` lets ``structlog.testing.capture_logs`` see every logger
+    (and routes access lines through structlog so tests can capture them too).
     """
     numeric_level = logging.getLevelNamesMapping()[level]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
@@ -127,6 +212,15 @@ def configure_logging(level: str, fmt: str, *, cache_loggers: bool = True) -> No
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    _quiet_libraries(numeric_level)
+    if numeric_level > logging.INFO:
+        return NoAccessLog()
+    if fmt == "json" and cache_loggers:
+        return JsonAccessLog(sys.stdout.buffer)
+    return AccessLog()
+
+
+def _quiet_libraries(numeric_level: int) -> None:
     # Alembic announces its dialect on every revision lookup (the readiness check).
     logging.getLogger("alembic.runtime.migration").setLevel(max(numeric_level, logging.WARNING))
     # Keel writes its own access line; uvicorn's would duplicate it without the request id.
