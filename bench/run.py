@@ -109,6 +109,8 @@ SERVERS: dict[str, Server] = {
 }
 
 REF_AUTH = (("Authorization", "Bearer {ref_token}"),)
+KEEL_BEARER = (("Authorization", "Bearer {keel_token}"),)
+KEEL_API_KEY = (("X-API-Key", "{keel_api_key}"),)
 
 SCENARIOS: list[Scenario] = [
     Scenario("ref GET /hello", "ref", "/hello"),
@@ -128,6 +130,20 @@ SCENARIOS: list[Scenario] = [
         backends=("sqlite",),
     ),
     Scenario("ref GET /items (JWT, 20 rows)", "ref", "/items", headers=REF_AUTH),
+    Scenario(
+        "keel GET /auth/me (bearer JWT)",
+        "keel",
+        "/api/v2/auth/me",
+        headers=KEEL_BEARER,
+        baseline="ref GET /items (JWT, 20 rows)",
+    ),
+    Scenario(
+        "keel GET /auth/me (API key)",
+        "keel",
+        "/api/v2/auth/me",
+        headers=KEEL_API_KEY,
+        baseline="ref GET /items (JWT, 20 rows)",
+    ),
 ]
 
 
@@ -531,6 +547,26 @@ def summarise(result: Result, rounds: Sequence[WrkStats]) -> None:
     result.socket_errors = sum(stats.socket_errors for stats in rounds)
 
 
+def keel_credentials(base_url: str) -> dict[str, str]:
+    """A user with a bearer token and an API key, made through Keel's own API."""
+    email = f"bench-{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(18)
+    with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        client.post(
+            "/api/v2/auth/register", json={"email": email, "password": password, "full_name": "Bench"}
+        ).raise_for_status()
+        login = client.post("/api/v2/auth/login", json={"email": email, "password": password})
+        login.raise_for_status()
+        token = login.json()["data"]["access_token"]
+        key = client.post(
+            "/api/v2/api-keys",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"name": "bench", "scopes": ["profile:read"]},
+        )
+        key.raise_for_status()
+    return {"keel_token": token, "keel_api_key": key.json()["data"]["secret"]}
+
+
 def start_servers(
     scenarios: Sequence[Scenario],
     backend: Backend,
@@ -574,7 +610,7 @@ def probe_all(
             continue
         try:
             headers = probe(scenario, base_urls[scenario.server], tokens, options)
-        except (BenchError, ValueError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+        except (BenchError, ValueError, KeyError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
             results[scenario.name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"  {scenario.name}: {results[scenario.name].error}", flush=True)
             continue
@@ -620,6 +656,11 @@ def run_backend(backend: Backend, options: Options) -> list[Result]:
         base_urls = start_servers(
             scenarios, backend, options, ref_secret, processes=processes, results=results
         )
+        if "keel" in base_urls:
+            try:
+                tokens.update(keel_credentials(base_urls["keel"]))
+            except (httpx.HTTPError, KeyError) as exc:
+                print(f"  keel credentials: {exc}", flush=True)
         runnable = probe_all(scenarios, base_urls, tokens, options, results)
         rounds = run_rounds(runnable, backend, options, results)
     finally:

@@ -29,6 +29,7 @@ from keel.platform.db.engine import create_engine
 from keel.platform.db.migrate import upgrade
 from keel.settings import Settings
 from tests import services
+from tests.identity import Accounts
 
 Backend = str
 BACKENDS = ("sqlite", "postgres")
@@ -116,6 +117,11 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def accounts(app: FastAPI, client: httpx.AsyncClient) -> Accounts:
+    return Accounts(app, client)
+
+
 ClientFactory = Callable[..., Any]
 
 
@@ -130,6 +136,10 @@ def client_with(backend_settings: dict[str, Any]) -> ClientFactory:
 
 
 # --- Live server -----------------------------------------------------------------
+
+
+# Accounts registered on the live server with this domain are admins.
+LIVE_ADMIN_DOMAIN = "admin.example"
 
 
 def free_port() -> int:
@@ -183,7 +193,13 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """A real uvicorn process on a free port, on the module's backend, logging JSON."""
     env = {f"KEEL_{key.upper()}": str(value) for key, value in backend_settings.items()}
-    env.update(KEEL_ENV="test", KEEL_LOG_FORMAT="json", KEEL_LOG_LEVEL="INFO", KEEL_AUTO_MIGRATE="false")
+    env.update(
+        KEEL_ENV="test",
+        KEEL_LOG_FORMAT="json",
+        KEEL_LOG_LEVEL="INFO",
+        KEEL_AUTO_MIGRATE="false",
+        KEEL_ADMIN_EMAIL_DOMAINS=LIVE_ADMIN_DOMAIN,
+    )
     server = LiveServer(env, tmp_path_factory.mktemp("live") / "server.log")
     try:
         server.wait_ready()

@@ -13,6 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from keel import __version__
+from keel.admin.router import router as admin_router
+from keel.api_keys.router import router as api_keys_router
+from keel.auth.router import router as auth_router
 from keel.health.router import router as health_router
 from keel.metrics.router import router as metrics_router
 from keel.platform.http.handlers import install_exception_handlers
@@ -24,6 +27,8 @@ from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.resources import Resources
 from keel.settings import Environment, Settings, load_settings
+from keel.users.bootstrap import ensure_admin
+from keel.users.router import router as users_router
 
 log = structlog.get_logger("keel")
 
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=resources.redis is not None,
         )
         try:
+            await ensure_admin(resources)  # KEEL_ADMIN_EMAIL / KEEL_ADMIN_PASSWORD, when set
             yield
         finally:
             flusher.cancel()
@@ -99,8 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     install_openapi(app)
 
-    add_routes(app, health_router)
-    add_routes(app, metrics_router)
+    for router in (health_router, metrics_router, auth_router, users_router, api_keys_router, admin_router):
+        add_routes(app, router)
     _add_versioned_schemas(app)
 
     # add_middleware wraps what is already there, so the last one added is outermost:

@@ -1,4 +1,4 @@
-"""``keel`` command line: serve, database migrations, OpenAPI export."""
+"""``keel`` command line: serve, database migrations, accounts, OpenAPI export."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from keel.settings import Settings, SettingsError, load_settings
 app = typer.Typer(help="Keel API service.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 
 def _settings() -> Settings:
@@ -61,6 +63,11 @@ def serve(
     if settings.should_auto_migrate:
         # Once, here, before any worker process starts: replicas never race on DDL.
         asyncio.run(_upgrade(settings, "head"))
+    from keel.users.bootstrap import first_run_hint_sync
+
+    hint = first_run_hint_sync(settings, host=host, port=port)
+    if hint:
+        typer.echo(hint, err=True)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keel-metrics-")
     uvicorn.run(
@@ -78,6 +85,40 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=30,
     )
+
+
+@users_app.command("create-admin")
+def users_create_admin(
+    email: Annotated[str, typer.Option(help="Login e-mail of the new admin.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="12..128 characters, not a common password (prompted for when omitted, which "
+            "keeps it out of the shell history).",
+        ),
+    ],
+    full_name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+) -> None:
+    """Create an admin account and print its id (exit code 2 if refused)."""
+    from keel.users.bootstrap import AdminRefused, DatabaseUnavailable, create_admin_command
+
+    settings = _settings()
+    if settings.should_auto_migrate:
+        asyncio.run(_upgrade(settings, "head"))
+    try:
+        user_id = asyncio.run(
+            create_admin_command(settings, email=email, password=password, full_name=full_name)
+        )
+    except AdminRefused as exc:
+        typer.echo(f"keel: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    except DatabaseUnavailable as exc:
+        typer.echo(f"keel: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(str(user_id))
 
 
 @app.command()

@@ -1,5 +1,18 @@
 """Every domain's ORM models, imported so ``Base.metadata`` is complete for Alembic."""
 
+from keel.api_keys.models import ApiKey
+from keel.audit.models import AuditLog
+from keel.auth.models import AuthSession, LoginThrottle, RecoveryCode, RefreshToken
 from keel.platform.db.base import Base
+from keel.users.models import User
 
-__all__ = ["Base"]
+__all__ = [
+    "ApiKey",
+    "AuditLog",
+    "AuthSession",
+    "Base",
+    "LoginThrottle",
+    "RecoveryCode",
+    "RefreshToken",
+    "User",
+]

@@ -97,6 +97,27 @@ class Settings(BaseSettings):
         description="Where development keeps its generated secret key.",
     )
 
+    # --- Identity ----------------------------------------------------------------
+    access_token_minutes: int = Field(15, ge=1, le=60, description="Access token lifetime.")
+    refresh_token_days: int = Field(7, ge=1, le=90, description="Refresh token (session) lifetime.")
+    jwt_issuer: str = Field("keel", min_length=1, max_length=200)
+    jwt_audience: str = Field("keel-api", min_length=1, max_length=200)
+    password_hash_memory_kib: int = Field(
+        19_456, ge=19_456, le=4_194_304, description="argon2id memory cost (OWASP minimum 19 MiB)."
+    )
+    password_hash_time_cost: int = Field(2, ge=2, le=20, description="argon2id iterations.")
+    password_hash_parallelism: int = Field(1, ge=1, le=16, description="argon2id lanes.")
+    lockout_threshold: int = Field(5, ge=1, le=100, description="Failed logins that lock an account.")
+    lockout_window_minutes: int = Field(15, ge=1, le=1440, description="Window for counting failures.")
+    session_cache_ms: int = Field(
+        1000, ge=0, le=10_000, description="How long a process trusts its cached view of a session."
+    )
+    admin_email_domains: StrList = Field(
+        default_factory=list, description="New accounts with these e-mail domains become admins."
+    )
+    admin_email: str | None = Field(None, description="Bootstrap admin created at start-up if missing.")
+    admin_password: SecretStr | None = Field(None, description="Password of the bootstrap admin.")
+
     # --- Database ----------------------------------------------------------------
     database_url: str = Field(SQLITE_DEFAULT_URL, description="SQLAlchemy async URL.")
     db_pool_size: int = Field(10, ge=1, le=200)
@@ -144,7 +165,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", "trusted_hosts", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_hosts", "trusted_proxies", "admin_email_domains", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -172,6 +193,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("admin_email_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        return [domain.lower().lstrip("@") for domain in value]
+
+    @model_validator(mode="after")
+    def _admin_bootstrap_pair(self) -> Settings:
+        if (self.admin_email is None) != (self.admin_password is None):
+            raise ValueError("KEEL_ADMIN_EMAIL and KEEL_ADMIN_PASSWORD must be set together")
+        return self
 
     @model_validator(mode="after")
     def _secret_key_policy(self) -> Settings:

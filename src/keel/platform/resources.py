@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
+from keel.platform.cache import TTLCache
 from keel.platform.db.engine import Database
 from keel.platform.observability.metrics import HTTPMetrics
+from keel.platform.security.crypto import SecretBox
+from keel.platform.security.passwords import Passwords
+from keel.platform.security.principal import Principal
+from keel.platform.security.tokens import AccessTokens, derive_key
 from keel.settings import Settings
 
 
@@ -27,10 +33,43 @@ def create_redis(settings: Settings) -> Redis | None:
 
 
 @dataclass(slots=True)
+class Security:
+    passwords: Passwords
+    access_tokens: AccessTokens
+    secret_box: SecretBox
+    # sid -> who the session belongs to, or None once it is revoked or expired.
+    sessions: TTLCache[uuid.UUID, Principal | None]
+    # SHA-256 of an API key -> who it acts for, or None when it is unusable.
+    api_keys: TTLCache[str, Principal | None]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Security:
+        key = settings.signing_key
+        cache_seconds = settings.session_cache_ms / 1000
+        return cls(
+            passwords=Passwords(
+                memory_kib=settings.password_hash_memory_kib,
+                time_cost=settings.password_hash_time_cost,
+                parallelism=settings.password_hash_parallelism,
+            ),
+            access_tokens=AccessTokens(
+                key=derive_key(key, "jwt"),
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl_seconds=settings.access_token_minutes * 60,
+            ),
+            secret_box=SecretBox(derive_key(key, "secret-box")),
+            sessions=TTLCache(ttl=cache_seconds),
+            api_keys=TTLCache(ttl=cache_seconds),
+        )
+
+
+@dataclass(slots=True)
 class Resources:
     settings: Settings
     db: Database
     metrics: HTTPMetrics
+    security: Security
     redis: Redis | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -40,6 +79,7 @@ class Resources:
             settings=settings,
             db=Database.from_settings(settings),
             metrics=metrics,
+            security=Security.from_settings(settings),
             redis=create_redis(settings),
         )
 

@@ -310,3 +310,19 @@ async def test_http2_body_without_length_headers_is_still_counted(app: FastAPI) 
     }
     await app(scope, receive, send)
     assert sent[0]["status"] == 413
+
+
+async def test_405_lists_every_method_the_path_serves(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/v2/users/me", json={})
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) >= {"PATCH"}
+    response = await client.delete("/api/v2/auth/me")
+    assert response.headers["allow"] == "GET"
+
+
+async def test_operation_ids_are_unique_endpoint_names(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    ids = [op["operationId"] for item in schema["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    assert "register" in ids
+    assert "health" in ids

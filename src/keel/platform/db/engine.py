@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from keel.settings import Settings
 
+# Execution option read by the SQLite "begin" hook: "" (deferred) or "IMMEDIATE".
+SQLITE_BEGIN_OPTION = "keel_sqlite_begin"
+
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
@@ -59,7 +62,8 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
     return engine
 
@@ -68,6 +72,10 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:

@@ -3,19 +3,58 @@
 Services only ``flush()``; several of them can write in one request atomically.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from keel.platform.db.engine import SQLITE_BEGIN_OPTION
+from keel.platform.http.errors import KeelError
+
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.resources.db.sessionmaker() as session, session.begin():
-        yield session
+    db = request.app.state.resources.db
+    async with db.sessionmaker() as session:
+        if db.is_sqlite and request.method not in _READ_ONLY_METHODS:
+            # Take SQLite's write lock up front: a transaction that reads and then
+            # writes fails at once (SQLITE_BUSY) when another writer got in between,
+            # while one that starts IMMEDIATE waits its turn (busy_timeout).
+            await session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        try:
+            yield session
+        except KeelError as exc:
+            if exc.persist_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
 
 
 # scope="function": the commit runs after the endpoint returns and before the response
 # is sent, so a failed commit becomes an error response instead of a lost write behind
 # a 200.
 SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the session's transaction commits; never after a rollback.
+
+    For side effects on process state that must not run ahead of the database, such
+    as dropping a revoked session from a cache: done before the commit, a concurrent
+    request could re-read the still-live row and cache it again.
+    """
+
+    def run(_session: Session) -> None:
+        callback()
+
+    event.listen(session.sync_session, "after_commit", run, once=True)

@@ -76,6 +76,9 @@ class KeelError(Exception):
     code: ClassVar[ErrorCode] = "INTERNAL_ERROR"
     status_code: ClassVar[int] = 500
     default_message: ClassVar[str] = "An internal error occurred."
+    # Most failures roll the request's transaction back. A few must keep what was
+    # written before they were raised (a failed login's throttle count and audit row).
+    persist_changes: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -118,6 +121,14 @@ class Conflict(KeelError):
     code = "CONFLICT"
     status_code = 409
     default_message = STATUS_CODES[409][1]
+
+
+class ValidationFailed(KeelError):
+    """A rule that needs more than the schema (a password policy, a cross-field check)."""
+
+    code = "VALIDATION_ERROR"
+    status_code = 422
+    default_message = STATUS_CODES[422][1]
 
 
 class PayloadTooLarge(KeelError):

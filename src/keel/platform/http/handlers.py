@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +28,17 @@ async def keel_error_handler(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, [item], headers=exc.headers)
 
 
-async def http_exception_handler(_request: Request, exc: Exception) -> Response:
+def allowed_methods(app: Starlette, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        path_regex = getattr(route, "path_regex", None)
+        if route_methods and path_regex is not None and path_regex.match(path):
+            methods |= route_methods
+    return sorted(methods)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
     exc = cast(HTTPException, exc)
     code, default_message = describe_status(exc.status_code)
     # Framework details ("Not Found", "There was an error parsing the body") are
@@ -39,7 +50,12 @@ async def http_exception_handler(_request: Request, exc: Exception) -> Response:
         else default_message
     )
     item = error_item(exc.status_code, code=code, message=message)
-    return error_response(exc.status_code, [item], headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names only the first route whose path matched; a path served by
+        # several routes (GET and PATCH on /users/{id}) must list all their methods.
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.url.path))}
+    return error_response(exc.status_code, [item], headers=headers)
 
 
 _FRAMEWORK_DETAILS = frozenset(

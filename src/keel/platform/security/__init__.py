@@ -1,0 +1,1 @@
+"""Passwords, tokens, encryption, the authenticated principal and the permission table."""
