@@ -87,3 +87,30 @@ async def test_the_routes_are_documented_with_a_summary(client: httpx.AsyncClien
     assert all(operation["summary"] and operation["tags"] == ["admin"] for operation in operations)
     parameters = {parameter["name"] for parameter in paths[AUDIT]["get"]["parameters"]}
     assert parameters == {"user_id", "action", "resource_type", "from", "to", "page", "per_page"}
+
+
+async def admin_key(client: httpx.AsyncClient, admin: TestUser, scopes: list[str]) -> dict[str, str]:
+    response = await client.post(
+        "/api/v2/api-keys", headers=admin.headers, json={"name": "k", "scopes": scopes}
+    )
+    assert response.status_code == 201, response.text
+    return {"X-API-Key": response.json()["data"]["secret"]}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+async def test_an_admins_key_without_the_scope_gets_403(
+    client: httpx.AsyncClient, people: dict[Role, TestUser], route: Route
+) -> None:
+    headers = await admin_key(client, people[Role.ADMIN], ["profile:read", "products:read"])
+    response = await call(client, route, people[Role.USER], headers)
+    assert response.status_code == 403
+    assert single_error(response)["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+async def test_an_admins_key_with_the_scopes_may_call_the_route(
+    client: httpx.AsyncClient, people: dict[Role, TestUser], route: Route
+) -> None:
+    headers = await admin_key(client, people[Role.ADMIN], ["users:admin", "audit:read"])
+    response = await call(client, route, people[Role.USER], headers)
+    assert response.status_code == 200, response.text

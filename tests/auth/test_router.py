@@ -556,3 +556,30 @@ async def test_mfa_enable_with_a_wrong_code_is_refused(client: httpx.AsyncClient
     response = await client.post(f"{AUTH}/mfa/enable", headers=user.headers, json={"otp": "123456"})
     assert response.status_code == 422
     assert (await login(client, user.email, user.password)).status_code == 200  # still off
+
+
+# --- Cost of the revocation check -------------------------------------------------------
+
+
+async def test_a_cached_session_costs_no_query(
+    client: httpx.AsyncClient, accounts: Accounts, app: FastAPI
+) -> None:
+    """The session check is a cache lookup: once warm, /auth/me runs only its own query."""
+    from sqlalchemy import event
+
+    user = await accounts.create()
+    assert (await client.get(f"{AUTH}/me", headers=user.headers)).status_code == 200  # warms the cache
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    engine = resources_of(app).db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert (await client.get(f"{AUTH}/me", headers=user.headers)).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    selects = [statement for statement in statements if statement.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1, statements
+    assert "auth_sessions" not in selects[0]

@@ -31,7 +31,7 @@ async def list_users(
     page = (await users_admin.list_accounts(session, principal, filters=filters, params=params)).map(
         User.model_validate
     )
-    return ok(page.items, links=page.links, meta=page.meta, headers=page.headers)
+    return page.response()
 
 
 @router.get("/users/{user_id}", response_model=Envelope[User])
@@ -68,7 +68,7 @@ async def list_audit_logs(
     page = (await service.list_audit_logs(session, principal, filters=filters, params=params)).map(
         AuditLog.model_validate
     )
-    return ok(page.items, links=page.links, meta=page.meta, headers=page.headers)
+    return page.response()
 
 
 @router.get("/stats", response_model=Envelope[Stats])

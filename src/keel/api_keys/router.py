@@ -63,7 +63,7 @@ async def list_api_keys(
     """Your API keys, newest first (never their secrets); expired keys are included."""
     keys = await service.list_keys(session, principal, params=params, include_revoked=include_revoked)
     page = keys.map(ApiKey.model_validate)
-    return ok(page.items, links=page.links, meta=page.meta, headers=page.headers)
+    return page.response()
 
 
 @router.get(

@@ -9,20 +9,27 @@ once in the process that revoked it). API keys resolve the same way, by hash.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.exc import SQLAlchemyError
 
 from keel.api_keys import repository as api_keys
 from keel.auth import repository
 from keel.auth.errors import AuthenticationRequired, Forbidden, InvalidToken, TokenExpired
 from keel.platform.db.base import utcnow
+from keel.platform.db.engine import SQLITE_BEGIN_OPTION
 from keel.platform.resources import Resources
 from keel.platform.security.permissions import effective_permissions
 from keel.platform.security.principal import Principal
 from keel.platform.security.tokens import TokenError, sha256_hex
+
+log = structlog.get_logger("keel.auth")
 
 API_KEY_PREFIX = "keel_"
 TOKEN_URL = "/api/v2/auth/token"  # noqa: S105 - a path, not a secret
@@ -39,48 +46,63 @@ async def _session_principal(resources: Resources, token: str) -> Principal:
     except TokenError as exc:
         error = TokenExpired if exc.code == "TOKEN_EXPIRED" else InvalidToken
         raise error(exc.message, headers=_WWW_AUTHENTICATE) from None
-    cached = security.sessions.get(claims.session_id)
-    if cached is None:
+
+    async def load() -> Principal | None:
         async with resources.db.sessionmaker() as session:
             identity = await repository.identity_of_session(session, claims.session_id, utcnow())
-        if identity is None or identity[0] != claims.user_id:
-            security.sessions.put(claims.session_id, None)
-            raise InvalidToken("The session has ended.", headers=_WWW_AUTHENTICATE)
+        if identity is None:
+            return None
         user_id, role, plan = identity
-        cached = Principal(
+        return Principal(
             user_id=user_id,
             role=role,
             plan=plan,
             permissions=effective_permissions(role),
             session_id=claims.session_id,
         )
-        security.sessions.put(claims.session_id, cached)
-    return cached
+
+    principal = await security.sessions.get_or_load(claims.session_id, load)
+    if principal is None or principal.user_id != claims.user_id:
+        raise InvalidToken("The session has ended.", headers=_WWW_AUTHENTICATE)
+    return principal
 
 
 async def _key_principal(resources: Resources, secret: str) -> Principal:
-    security = resources.security
     key_hash = sha256_hex(secret)
-    cached = security.api_keys.get(key_hash)
-    if cached is None:
+
+    async def load() -> Principal | None:
+        now = utcnow()
         async with resources.db.sessionmaker() as session:
-            now = utcnow()
             identity = await api_keys.identity_of_key(session, key_hash, now)
-            if identity is None:
-                raise InvalidToken("The API key is invalid, expired or revoked.", headers=_WWW_AUTHENTICATE)
-            key_id, user_id, role, plan, scopes = identity
-            # Written at most once per cache period per process, not on every request.
-            await api_keys.touch(session, key_id, now)
-            await session.commit()
-        cached = Principal(
+        if identity is None:
+            return None
+        key_id, user_id, role, plan, scopes = identity
+        await _touch(resources, key_id, now)
+        return Principal(
             user_id=user_id,
             role=role,
             plan=plan,
             permissions=effective_permissions(role, scopes),
             api_key_id=key_id,
         )
-        security.api_keys.put(key_hash, cached)
-    return cached
+
+    principal = await resources.security.api_keys.get_or_load(key_hash, load)
+    if principal is None:
+        raise InvalidToken("The API key is invalid, expired or revoked.", headers=_WWW_AUTHENTICATE)
+    return principal
+
+
+async def _touch(resources: Resources, key_id: uuid.UUID, now: datetime) -> None:
+    """Record ``last_used_at`` (at most once per cache period per process, not per
+    request). Best effort: a busy database must not fail the request being served."""
+    try:
+        async with resources.db.sessionmaker() as session:
+            if resources.db.is_sqlite:
+                await session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            await api_keys.touch(session, key_id, now)
+            await session.commit()
+    except SQLAlchemyError:
+        log.warning("api_keys.touch.failed", key_id=str(key_id), exc_info=True)
 
 
 async def optional_principal(

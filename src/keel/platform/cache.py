@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -22,6 +24,34 @@ class TTLCache(Generic[K, V]):
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._loading: dict[K, asyncio.Future[V]] = {}
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached value, or ``load()``'s — run once however many callers miss at once.
+
+        When a hot entry expires, every concurrent request misses together; they share
+        one load instead of each querying the database.
+        """
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] >= time.monotonic():
+            return entry[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        else:
+            future.set_result(value)
+            self.put(key, value)
+            return value
+        finally:
+            del self._loading[key]
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)

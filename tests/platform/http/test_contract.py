@@ -252,26 +252,31 @@ async def test_client_ip_from_trusted_proxy_chain(client_with: ClientFactory) ->
     assert line["client"] == "203.0.113.9"
 
 
+def post_scope(path: str, *, scheme: str = "http", http_version: str = "1.1") -> dict[str, object]:
+    """A raw ASGI scope for a JSON POST, for tests that drive the app without a client."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "scheme": scheme,
+        "http_version": http_version,
+        "root_path": "",
+        "asgi": {"version": "3.0"},
+    }
+
+
 async def test_client_disconnect_is_not_counted_as_a_server_error(app: FastAPI) -> None:
     from keel.platform.http.middleware import CLIENT_CLOSED_REQUEST
 
     async def receive() -> Message:
         raise asyncio.CancelledError
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/probe/items",
-        "raw_path": b"/probe/items",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-        "scheme": "http",
-        "http_version": "1.1",
-        "root_path": "",
-        "asgi": {"version": "3.0"},
-    }
+    scope = post_scope("/probe/items")
 
     async def send(_message: Message) -> None:
         raise AssertionError("nothing is sent to a client that left")
@@ -294,20 +299,7 @@ async def test_http2_body_without_length_headers_is_still_counted(app: FastAPI) 
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/probe/items",
-        "raw_path": b"/probe/items",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-        "scheme": "https",
-        "http_version": "2",
-        "root_path": "",
-        "asgi": {"version": "3.0"},
-    }
+    scope = post_scope("/probe/items", scheme="https", http_version="2")
     await app(scope, receive, send)
     assert sent[0]["status"] == 413
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -41,3 +42,46 @@ def test_evict_and_clear() -> None:
     assert cache.get("a") is None
     cache.clear()
     assert cache.get("b") is None
+
+
+async def test_concurrent_misses_share_one_load() -> None:
+    cache: TTLCache[str, int] = TTLCache(ttl=60)
+    calls = 0
+
+    async def load() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return 42
+
+    results = await asyncio.gather(*(cache.get_or_load("k", load) for _ in range(20)))
+    assert results == [42] * 20
+    assert calls == 1
+    assert await cache.get_or_load("k", load) == 42
+    assert calls == 1
+
+
+async def test_a_failed_load_reaches_every_waiter_and_caches_nothing() -> None:
+    cache: TTLCache[str, int] = TTLCache(ttl=60)
+
+    async def load() -> int:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("database down")
+
+    results = await asyncio.gather(*(cache.get_or_load("k", load) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert cache.get("k") is None
+
+
+async def test_a_cached_none_is_a_hit() -> None:
+    cache: TTLCache[str, int | None] = TTLCache(ttl=60)
+
+    async def load() -> int | None:
+        return None
+
+    assert await cache.get_or_load("gone", load) is None
+
+    async def fail() -> int | None:
+        raise AssertionError("not called again")
+
+    assert await cache.get_or_load("gone", fail) is None

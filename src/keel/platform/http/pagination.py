@@ -4,7 +4,7 @@
 Usage in an endpoint::
 
     page = await service.list_things(session, principal, params=params)
-    return ok(page.items, links=page.links, meta=page.meta, headers=page.headers)
+    return page.response()
 
 The total is counted by the database (``count(*)`` over the filtered query), never by
 loading rows; the rows query is skipped when the page lies past the end.
@@ -21,8 +21,9 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, Query, Request
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
-from keel.platform.http.envelope import Link
+from keel.platform.http.envelope import Link, ok
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -139,6 +140,10 @@ class Page(Generic[T]):
     @property
     def headers(self) -> dict[str, str]:
         return {"Link": link_header(self.links)}
+
+    def response(self) -> Response:
+        """The envelope: items as ``data``, pagination in ``meta``, links in both places."""
+        return ok(self.items, links=self.links, meta=self.meta, headers=self.headers)
 
     def map(self, convert: Callable[[T], U]) -> Page[U]:
         return Page([convert(item) for item in self.items], self.total, self.params)
