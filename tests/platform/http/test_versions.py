@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -106,3 +107,18 @@ async def test_each_version_has_its_schema(client: httpx.AsyncClient) -> None:
     assert set(ok_schema["properties"]) == {"items", "total"}
     error_schema = operation["responses"]["default"]["content"]["application/json"]["schema"]
     assert error_schema == {"$ref": "#/components/schemas/V1Error"}
+
+
+async def test_v1_location_and_link_headers_point_at_v1(client: httpx.AsyncClient) -> None:
+    register = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": f"v1-{uuid.uuid4().hex[:8]}@example.com",
+            "password": "Correct-Horse-Battery-42",
+            "full_name": "V",
+        },
+    )
+    assert register.status_code == 201
+    assert register.headers["location"] == "/api/v1/auth/me"
+    # The successor link, added by the version layer itself, still names v2.
+    assert register.headers["link"].startswith("</api/v2/auth/register>")

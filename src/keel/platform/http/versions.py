@@ -112,6 +112,19 @@ class VersionMiddleware:
         await self.app(scope, receive, _V1Sender(send, self.v1_headers, v2_path, translate=translate).send)
 
 
+_V2_PATH = (V2_PREFIX + "/").encode()
+_V1_PATH = (V1_PREFIX + "/").encode()
+
+
+def _v1_header(name: bytes, value: bytes) -> bytes:
+    """The handlers speak v2: point their Location and Link targets at v1 instead."""
+    if name == b"api-version":
+        return V1_API_VERSION.encode()
+    if name in (b"location", b"link"):
+        return bytes(value).replace(_V2_PATH, _V1_PATH)
+    return value
+
+
 class _V1Sender:
     """Buffers a JSON envelope response and sends it in the v1 shape."""
 
@@ -127,10 +140,7 @@ class _V1Sender:
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = [
-                (name, V1_API_VERSION.encode() if name == b"api-version" else value)
-                for name, value in message.get("headers", ())
-            ]
+            headers = [(name, _v1_header(name, value)) for name, value in message.get("headers", ())]
             message = {**message, "headers": [*headers, *self._extra]}
             if self._translate and self._is_json(message):
                 self._start = message
