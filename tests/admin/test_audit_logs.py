@@ -31,11 +31,6 @@ ENTRY_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-async def admin(accounts: Accounts) -> TestUser:
-    return await accounts.create(role=Role.ADMIN)
-
-
-@pytest.fixture(scope="module")
 async def moderator(accounts: Accounts) -> TestUser:
     return await accounts.create(role=Role.MODERATOR)
 

@@ -5,17 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import event
 
 from keel.users.models import Plan, Role
 from tests.admin.helpers import STATS, get_data, patch_user
 from tests.identity import Accounts, TestUser
-
-
-@pytest.fixture(scope="module")
-async def admin(accounts: Accounts) -> TestUser:
-    return await accounts.create(role=Role.ADMIN)
 
 
 async def stats(client: httpx.AsyncClient, admin: TestUser) -> dict[str, Any]:

@@ -33,11 +33,6 @@ USER_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-async def admin(accounts: Accounts) -> TestUser:
-    return await accounts.create(role=Role.ADMIN)
-
-
-@pytest.fixture(scope="module")
 async def tribe(accounts: Accounts) -> tuple[str, list[uuid.UUID]]:
     """Five accounts sharing a unique tag in their e-mail, created oldest first."""
     tag = f"tribe{secrets.token_hex(4)}"

@@ -13,13 +13,12 @@ from keel.admin.schemas import Stats
 from keel.audit import repository as audit_repository
 from keel.audit.models import AuditLog
 from keel.audit.schemas import AuditLogFilters
+from keel.auth.service import LOGIN_FAILED, LOGIN_SUCCEEDED
 from keel.platform.db.base import utcnow
 from keel.platform.http.pagination import Page, PageParams
 from keel.platform.security.principal import Principal
 from keel.users import admin as users_admin
 
-LOGIN_SUCCEEDED = "auth.login.succeeded"
-LOGIN_FAILED = "auth.login.failed"
 STATS_WINDOW = timedelta(hours=24)
 
 

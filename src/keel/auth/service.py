@@ -50,6 +50,11 @@ async def register(session: AsyncSession, resources: Resources, data: Register, 
     return user
 
 
+# Audit actions that other domains count (admin stats).
+LOGIN_SUCCEEDED = "auth.login.succeeded"
+LOGIN_FAILED = "auth.login.failed"
+
+
 def throttle_key(email: str) -> str:
     return sha256_hex(f"login:{email}")
 
@@ -86,7 +91,7 @@ async def login(session: AsyncSession, resources: Resources, data: Login, meta: 
         user.password_hash = await security.passwords.hash(data.password)
     user.last_login_at = now
     pair = await _open_session(session, resources, user, meta, now)
-    audit.record(session, meta, action="auth.login.succeeded", actor_type="user", user_id=user.id)
+    audit.record(session, meta, action=LOGIN_SUCCEEDED, actor_type="user", user_id=user.id)
     return pair
 
 
@@ -113,7 +118,7 @@ async def _failed(
     audit.record(
         session,
         meta,
-        action="auth.login.failed",
+        action=LOGIN_FAILED,
         outcome="failure",
         user_id=user_id,
         detail={"email": email, "reason": reason},
