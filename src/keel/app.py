@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
@@ -15,10 +16,12 @@ from starlette.responses import JSONResponse
 from keel import __version__
 from keel.admin.router import router as admin_router
 from keel.api_keys.router import router as api_keys_router
+from keel.auth.dependencies import identify_caller
 from keel.auth.router import router as auth_router
 from keel.health.router import router as health_router
 from keel.metrics.router import router as metrics_router
 from keel.platform.http.handlers import install_exception_handlers
+from keel.platform.http.idempotency import IdempotencyMiddleware, purge_expired_periodically
 from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrustedHostMiddleware
 from keel.platform.http.openapi import install_openapi
 from keel.platform.http.routing import add_routes, operation_id
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = Resources.open(settings, metrics)
         app.state.resources = resources
         flusher = asyncio.create_task(_flush_periodically(access_log))
+        purger = asyncio.create_task(purge_expired_periodically(resources.db))
         log.info(
             "keel.started",
             env=settings.env.value,
@@ -84,6 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             flusher.cancel()
+            purger.cancel()
+            # Awaited: a purge cut short must be rolled back before the engine goes.
+            with suppress(asyncio.CancelledError):
+                await purger
             await resources.close()
             log.info("keel.stopped")
             access_log.flush()
@@ -110,7 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_versioned_schemas(app)
 
     # add_middleware wraps what is already there, so the last one added is outermost:
-    # Version -> RequestContext -> TrustedHost -> CORS -> BodyLimit -> (exception handling) -> routes.
+    # Version -> RequestContext -> TrustedHost -> CORS -> BodyLimit -> Idempotency
+    # -> (exception handling) -> routes. Idempotency reads whole bodies, so it sits
+    # inside BodyLimit; it sees the v2 path, so a v1 retry of a v2 request replays.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        identify=identify_caller,
+        ttl=timedelta(hours=settings.idempotency_ttl_hours),
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -4,6 +4,7 @@ from keel.api_keys.models import ApiKey
 from keel.audit.models import AuditLog
 from keel.auth.models import AuthSession, LoginThrottle, RecoveryCode, RefreshToken
 from keel.platform.db.base import Base
+from keel.platform.http.idempotency_store import IdempotencyRecord
 from keel.users.models import User
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "Base",
+    "IdempotencyRecord",
     "LoginThrottle",
     "RecoveryCode",
     "RefreshToken",

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     health_timeout_ms: int = Field(800, ge=50, le=30_000)
     v1_deprecated_on: date = Field(date(2026, 1, 20), description="Sent as the v1 Deprecation header.")
     v1_sunset_on: date = Field(date(2027, 6, 30), description="Sent as the v1 Sunset header.")
+    idempotency_ttl_hours: int = Field(
+        24, ge=1, le=720, description="How long a POST's response is kept for Idempotency-Key retries."
+    )
 
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -17,13 +17,16 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import Scope
 
 from keel.api_keys import repository as api_keys
 from keel.auth import repository
 from keel.auth.errors import AuthenticationRequired, Forbidden, InvalidToken, TokenExpired
 from keel.platform.db.base import utcnow
 from keel.platform.db.engine import SQLITE_BEGIN_OPTION
+from keel.platform.http.errors import KeelError
 from keel.platform.resources import Resources
 from keel.platform.security.permissions import effective_permissions
 from keel.platform.security.principal import Principal
@@ -110,17 +113,20 @@ async def optional_principal(
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal | None:
-    resources: Resources = request.app.state.resources
-    if api_key:
-        principal = await _key_principal(resources, api_key)
-    elif bearer and bearer.startswith(API_KEY_PREFIX):
-        principal = await _key_principal(resources, bearer)
-    elif bearer:
-        principal = await _session_principal(resources, bearer)
-    else:
-        return None
-    request.state.principal = principal.actor_id
+    principal = await _principal(request.app.state.resources, api_key, bearer)
+    if principal is not None:
+        request.state.principal = principal.actor_id
     return principal
+
+
+async def _principal(resources: Resources, api_key: str | None, bearer: str | None) -> Principal | None:
+    if api_key:
+        return await _key_principal(resources, api_key)
+    if bearer and bearer.startswith(API_KEY_PREFIX):
+        return await _key_principal(resources, bearer)
+    if bearer:
+        return await _session_principal(resources, bearer)
+    return None
 
 
 async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
@@ -149,3 +155,29 @@ UsersAdmin = Annotated[Principal, Depends(require("users:admin"))]
 AuditRead = Annotated[Principal, Depends(require("audit:read"))]
 ApiKeysRead = Annotated[Principal, Depends(require("api_keys:read"))]
 ApiKeysWrite = Annotated[Principal, Depends(require("api_keys:write"))]
+
+
+async def identify_caller(scope: Scope) -> str | None:
+    """Who a request acts for, as the key that scopes its ``Idempotency-Key``: the user
+    id, or None without credentials or with ones that do not authenticate (the route
+    then answers 401 itself).
+
+    The user, not the session or the key: a retry sent with a refreshed access token
+    is the same caller, and so is one sent with another credential of the same user
+    (an API key and a session of one account share their idempotency keys).
+    """
+    api_key = authorization = None
+    # The first of each header, as the dependencies above read them.
+    for name, value in scope["headers"]:
+        if name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+        elif name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+    scheme, bearer = get_authorization_scheme_param(authorization)
+    try:
+        principal = await _principal(
+            scope["app"].state.resources, api_key, bearer if scheme.lower() == "bearer" else None
+        )
+    except KeelError:
+        return None
+    return None if principal is None else str(principal.user_id)

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from keel.platform.db.engine import SQLITE_BEGIN_OPTION
-from keel.platform.http.errors import KeelError
+from keel.platform.http.errors import IdempotencyLeaseLost, KeelError
+from keel.platform.http.idempotency_store import RECORD_ID_STATE, mark_committed
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -29,7 +30,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
         except KeelError as exc:
             if exc.persist_changes:
-                await session.commit()
+                await _commit(session, request)
             else:
                 await session.rollback()
             raise
@@ -37,7 +38,17 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            await _commit(session, request)
+
+
+async def _commit(session: AsyncSession, request: Request) -> None:
+    record_id = request.scope.get("state", {}).get(RECORD_ID_STATE)
+    # A POST with an Idempotency-Key: marking its record in this same transaction makes
+    # "the changes are durable" and "never run this request again" one fact.
+    if record_id is not None and not await mark_committed(session, record_id):
+        await session.rollback()
+        raise IdempotencyLeaseLost()
+    await session.commit()
 
 
 # scope="function": the commit runs after the endpoint returns and before the response

@@ -141,3 +141,22 @@ class ServiceUnavailable(KeelError):
     code = "SERVICE_UNAVAILABLE"
     status_code = 503
     default_message = STATUS_CODES[503][1]
+
+
+class IdempotencyKeyReused(KeelError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status_code = 422
+    default_message = "This Idempotency-Key was used with a different request (method, path, query or body)."
+
+
+class IdempotencyInProgress(KeelError):
+    code = "IDEMPOTENCY_IN_PROGRESS"
+    status_code = 409
+    default_message = "A request with this Idempotency-Key is still being processed; retry later."
+
+
+class IdempotencyLeaseLost(Conflict):
+    default_message = (
+        "This request outlived its Idempotency-Key lease and a retry took it over; "
+        "its changes were rolled back."
+    )

@@ -44,12 +44,32 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# Described in prose rather than as a header parameter of each POST: a fuzzer given the
+# parameter (schemathesis) sends one generated key with several bodies, and the rightful
+# 422 IDEMPOTENCY_KEY_REUSED then reads as "schema-valid request rejected".
+IDEMPOTENCY_DESCRIPTION = """
+**Idempotency.** Any POST may carry `Idempotency-Key` (1–255 printable ASCII characters).
+The first response is kept per caller and key (24 h by default); a retry with the same
+key and the same method, path, query and body gets it back with
+`Idempotent-Replayed: true`, and the operation does not run again. The same key with
+another request → 422 `IDEMPOTENCY_KEY_REUSED`; while the first still runs → 409
+`IDEMPOTENCY_IN_PROGRESS` with `Retry-After`. 5xx and 429 responses are not kept.
+Anonymous requests are not idempotent.
+"""
+
+
+def document_idempotency(schema: dict[str, Any]) -> dict[str, Any]:
+    info = schema.setdefault("info", {})
+    info["description"] = info.get("description", "") + IDEMPOTENCY_DESCRIPTION
+    return schema
+
+
 def install_openapi(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(generate())
+            app.openapi_schema = document_errors(document_idempotency(generate()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

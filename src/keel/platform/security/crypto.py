@@ -1,4 +1,5 @@
-"""Authenticated encryption for secrets that must be read back (TOTP seeds)."""
+"""Authenticated encryption for secrets that must be read back (TOTP seeds, stored
+responses that carry a secret)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ class SecretBox:
         self._aead = AESGCM(key)
 
     def seal(self, plaintext: str, *, context: bytes) -> str:
-        nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), context)
-        return base64.urlsafe_b64encode(nonce + sealed).decode()
+        return base64.urlsafe_b64encode(self.seal_bytes(plaintext.encode(), context=context)).decode()
 
     def open(self, token: str, *, context: bytes) -> str:
-        raw = base64.urlsafe_b64decode(token.encode())
-        return self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context).decode()
+        return self.open_bytes(base64.urlsafe_b64decode(token.encode()), context=context).decode()
+
+    def seal_bytes(self, plaintext: bytes, *, context: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def open_bytes(self, sealed: bytes, *, context: bytes) -> bytes:
+        """Raises ``cryptography.exceptions.InvalidTag`` when the key or context differ."""
+        return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], context)
