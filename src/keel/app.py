@@ -18,6 +18,7 @@ from keel.admin.router import router as admin_router
 from keel.api_keys.router import router as api_keys_router
 from keel.auth.dependencies import identify_caller
 from keel.auth.router import router as auth_router
+from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
 from keel.metrics.router import router as metrics_router
 from keel.platform.http.handlers import install_exception_handlers
@@ -29,6 +30,7 @@ from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware,
 from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.resources import Resources
+from keel.products.router import router as products_router
 from keel.settings import Environment, Settings, load_settings
 from keel.users.bootstrap import ensure_admin
 from keel.users.router import router as users_router
@@ -113,7 +115,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     install_openapi(app)
 
-    for router in (health_router, metrics_router, auth_router, users_router, api_keys_router, admin_router):
+    for router in (
+        health_router,
+        metrics_router,
+        products_router,
+        folders_router,
+        auth_router,
+        users_router,
+        api_keys_router,
+        admin_router,
+    ):
         add_routes(app, router)
     _add_versioned_schemas(app)
 

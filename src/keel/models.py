@@ -3,8 +3,11 @@
 from keel.api_keys.models import ApiKey
 from keel.audit.models import AuditLog
 from keel.auth.models import AuthSession, LoginThrottle, RecoveryCode, RefreshToken
+from keel.folders.models import Folder, FolderPath
 from keel.platform.db.base import Base
 from keel.platform.http.idempotency_store import IdempotencyRecord
+from keel.products.models import Product
+from keel.sharing.models import FolderGrant, ProductGrant
 from keel.users.models import User
 
 __all__ = [
@@ -12,8 +15,13 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "Base",
+    "Folder",
+    "FolderGrant",
+    "FolderPath",
     "IdempotencyRecord",
     "LoginThrottle",
+    "Product",
+    "ProductGrant",
     "RecoveryCode",
     "RefreshToken",
     "User",

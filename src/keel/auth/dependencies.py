@@ -158,13 +158,14 @@ ApiKeysWrite = Annotated[Principal, Depends(require("api_keys:write"))]
 
 
 async def identify_caller(scope: Scope) -> str | None:
-    """Who a request acts for, as the key that scopes its ``Idempotency-Key``: the user
-    id, or None without credentials or with ones that do not authenticate (the route
-    then answers 401 itself).
+    """Who a request acts for, as the key that scopes its ``Idempotency-Key``, or None
+    without credentials or with ones that do not authenticate (the route then answers
+    401 itself).
 
-    The user, not the session or the key: a retry sent with a refreshed access token
-    is the same caller, and so is one sent with another credential of the same user
-    (an API key and a session of one account share their idempotency keys).
+    A session user is their user id, not the session: a retry sent with a refreshed
+    access token is the same caller. An API key is itself: a key with narrower scopes
+    must not replay a response made for its owner's session or another key (such as a
+    new key's secret).
     """
     api_key = authorization = None
     # The first of each header, as the dependencies above read them.
@@ -180,4 +181,6 @@ async def identify_caller(scope: Scope) -> str | None:
         )
     except KeelError:
         return None
-    return None if principal is None else str(principal.user_id)
+    if principal is None:
+        return None
+    return f"key:{principal.api_key_id}" if principal.api_key_id is not None else str(principal.user_id)

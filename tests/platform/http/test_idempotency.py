@@ -540,3 +540,18 @@ async def test_the_api_description_documents_the_header(client: httpx.AsyncClien
 
     assert "Idempotency-Key" in description
     assert "IDEMPOTENCY_KEY_REUSED" in description
+
+
+async def test_an_api_key_cannot_replay_a_response_made_for_its_owners_session(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    owner = await accounts.create()
+    body = {"name": "from session", "scopes": ["profile:read", "api_keys:write"]}
+    headers = {**owner.headers, "Idempotency-Key": "shared-key"}
+    first = await client.post(URL, json=body, headers=headers)
+    assert first.status_code == 201
+    key_headers = {"X-API-Key": first.json()["data"]["secret"], "Idempotency-Key": "shared-key"}
+    from_key = await client.post(URL, json={**body, "scopes": ["profile:read"]}, headers=key_headers)
+    assert from_key.status_code == 201
+    assert "Idempotent-Replayed" not in from_key.headers
+    assert from_key.json()["data"]["secret"] != first.json()["data"]["secret"]

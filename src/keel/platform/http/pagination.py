@@ -95,9 +95,13 @@ def page_meta(total: int, params: PageParams) -> dict[str, Any]:
     }
 
 
+def quote_path(path: str) -> str:
+    return quote(path, safe=_PATH_SAFE)
+
+
 def page_href(params: PageParams, page: int) -> str:
     query = urlencode([*params.query, ("page", str(page)), ("per_page", str(params.per_page))])
-    return f"{quote(params.path, safe=_PATH_SAFE)}?{query}"
+    return f"{quote_path(params.path)}?{query}"
 
 
 def page_links(total: int, params: PageParams) -> list[Link]:

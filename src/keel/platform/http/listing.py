@@ -1,0 +1,280 @@
+"""Sorted lists in two modes: page mode (``?page=&per_page=``, with a total) and cursor
+mode (``?cursor=&per_page=``, keyset, no total).
+
+A resource declares its sortable fields once (:class:`Sorting`); the dependency made by
+:func:`list_params` parses ``sort=-price,name`` (or ``sort_by=&sort_order=``), the page
+size and the cursor, refusing anything unknown with 422. Ties are always broken by the
+row id, so pages are stable even when many rows share a sort value.
+
+A cursor is the sort order and the last row's sort values, base64url-encoded JSON: it
+carries no secret (visibility is enforced by the query, whatever a cursor says), so it
+is validated, not signed. A cursor made for another sort order is refused.
+"""
+
+import base64
+import binascii
+import re
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+import orjson
+import pydantic_core
+from fastapi import Query, Request
+from sqlalchemy import ColumnElement, RowMapping, SQLColumnExpression, and_, or_, tuple_
+from starlette.responses import Response
+
+from keel.platform.http.envelope import Link, RawJSON, ok
+from keel.platform.http.errors import ValidationFailed
+from keel.platform.http.etag import PRIVATE_NO_CACHE, none_match, weak_etag
+from keel.platform.http.pagination import (
+    DEFAULT_PER_PAGE,
+    MAX_PAGE,
+    MAX_PER_PAGE,
+    Page,
+    PageParams,
+    link_header,
+    quote_path,
+)
+
+MAX_CURSOR_LENGTH = 1024
+MAX_SORT_LENGTH = 200
+FieldKind = Literal["str", "int", "datetime"]
+
+
+@dataclass(frozen=True, slots=True)
+class SortField:
+    column: SQLColumnExpression[Any]
+    kind: FieldKind
+
+    @property
+    def key(self) -> str:
+        """The column's name in a result row."""
+        return str(getattr(self.column, "key"))  # noqa: B009 - not every expression type declares it
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    name: str
+    descending: bool
+
+    def __str__(self) -> str:
+        return f"-{self.name}" if self.descending else self.name
+
+
+class Sorting:
+    """The sortable fields of one resource and its default order."""
+
+    def __init__(
+        self, fields: Mapping[str, SortField], *, default: str, tiebreak: SQLColumnExpression[Any]
+    ) -> None:
+        self.fields = dict(fields)
+        self.default = default
+        self.tiebreak = tiebreak
+        names = "|".join(re.escape(name) for name in self.fields)
+        # Documented in OpenAPI, so generated clients and fuzzers know what is valid.
+        self.pattern = rf"^-?({names})(,-?({names}))*$"
+
+    def parse(self, sort: str | None, sort_by: str | None, sort_order: str | None) -> tuple[SortKey, ...]:
+        if sort is not None and (sort_by is not None or sort_order is not None):
+            raise ValidationFailed("Use either sort or sort_by/sort_order, not both.", field="sort")
+        if sort_by is not None:
+            return (SortKey(self._known(sort_by, "sort_by"), sort_order == "desc"),)
+        if sort_order is not None:
+            raise ValidationFailed("sort_order needs sort_by.", field="sort_order")
+        keys: list[SortKey] = []
+        seen: set[str] = set()
+        for part in (sort or self.default).split(","):
+            descending = part.startswith("-")
+            name = self._known(part.removeprefix("-").strip(), "sort")
+            if name not in seen:  # a repeated field adds nothing to the order
+                seen.add(name)
+                keys.append(SortKey(name, descending))
+        return tuple(keys)
+
+    def _known(self, name: str, parameter: str) -> str:
+        if name not in self.fields:
+            allowed = ", ".join(self.fields)
+            raise ValidationFailed(f"Cannot sort by {name!r}; sortable fields: {allowed}.", field=parameter)
+        return name
+
+    def order_by(self, keys: Sequence[SortKey]) -> list[Any]:
+        clauses = [
+            self.fields[k.name].column.desc() if k.descending else self.fields[k.name].column for k in keys
+        ]
+        last_descending = keys[-1].descending
+        clauses.append(self.tiebreak.desc() if last_descending else self.tiebreak)
+        return clauses
+
+    def after(
+        self, keys: Sequence[SortKey], values: Sequence[Any], last_id: uuid.UUID
+    ) -> ColumnElement[bool]:
+        """Rows strictly after the cursor position in this order (keyset predicate)."""
+        columns = [self.fields[k.name].column for k in keys] + [self.tiebreak]
+        directions = [k.descending for k in keys] + [keys[-1].descending]
+        bounds = [*values, last_id]
+        if all(directions) or not any(directions):
+            # One row-value comparison: what a composite index can seek to directly.
+            row, bound = tuple_(*columns), tuple_(*bounds)
+            return row < bound if directions[0] else row > bound
+        alternatives = []
+        for index, column in enumerate(columns):
+            equal = [columns[i] == bounds[i] for i in range(index)]
+            step = column < bounds[index] if directions[index] else column > bounds[index]
+            alternatives.append(and_(*equal, step))
+        return or_(*alternatives)
+
+    # --- Cursors -----------------------------------------------------------------
+
+    def encode_cursor(self, keys: Sequence[SortKey], row: RowMapping) -> str:
+        """The cursor pointing after ``row`` (which holds the sort columns and the id)."""
+        fields = [self.fields[key.name] for key in keys]
+        values = [_dump_value(row[field.key], field.kind) for field in fields]
+        raw = orjson.dumps([",".join(map(str, keys)), values, row[getattr(self.tiebreak, "key")].hex])  # noqa: B009
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    def decode_cursor(self, cursor: str, keys: Sequence[SortKey]) -> tuple[list[Any], uuid.UUID]:
+        """The sort values and id of the row a cursor points after; 422 if it is not one
+        this list made for this order."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            order, values, last_id = orjson.loads(raw)
+            if order != ",".join(map(str, keys)) or not isinstance(values, list) or len(values) != len(keys):
+                raise ValueError("cursor made for another order")
+            parsed = [
+                _load_value(value, self.fields[key.name].kind)
+                for key, value in zip(keys, values, strict=True)
+            ]
+            return parsed, uuid.UUID(hex=last_id)
+        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+            raise ValidationFailed(
+                "The cursor is not valid for this list and order; start again without it.", field="cursor"
+            ) from None
+
+
+def _dump_value(value: Any, kind: FieldKind) -> Any:
+    return value.isoformat() if kind == "datetime" else value
+
+
+def _load_value(value: Any, kind: FieldKind) -> Any:
+    if kind == "datetime" and isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("naive datetime")
+        return parsed
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "str" and isinstance(value, str) and len(value) <= MAX_CURSOR_LENGTH:
+        return value
+    raise ValueError(f"not a {kind}")
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    """What a list request asked for. ``cursor`` is None in page mode; "" asks for the
+    first page in cursor mode."""
+
+    page: PageParams
+    sort: tuple[SortKey, ...]
+    cursor: str | None = None
+
+    @property
+    def per_page(self) -> int:
+        return self.page.per_page
+
+
+_LIST_KEYS = frozenset({"page", "per_page", "cursor"})
+
+
+def list_params(sorting: Sorting) -> Callable[..., Coroutine[Any, Any, ListParams]]:
+    """The dependency that parses one resource's list parameters."""
+    fields = ", ".join(sorting.fields)
+
+    async def parse(
+        request: Request,
+        *,
+        page: Annotated[
+            int | None, Query(ge=1, le=MAX_PAGE, description="Page number, from 1 (page mode).")
+        ] = None,
+        per_page: Annotated[
+            int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page (1..100).")
+        ] = DEFAULT_PER_PAGE,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_CURSOR_LENGTH,
+                pattern=r"^[A-Za-z0-9_-]*$",
+                description="Cursor (keyset) mode: empty for the first page, then `meta.pagination"
+                ".next_cursor`. No total is counted. Not combinable with `page`.",
+            ),
+        ] = None,
+        sort: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_SORT_LENGTH,
+                pattern=sorting.pattern,
+                description=f"Comma-separated fields, `-` for descending: {fields}. "
+                f"Default `{sorting.default}`; ties are broken by id.",
+            ),
+        ] = None,
+        sort_by: Annotated[
+            str | None, Query(max_length=50, description=f"One field to sort by ({fields}).")
+        ] = None,
+        sort_order: Annotated[
+            Literal["asc", "desc"] | None, Query(description="Direction for `sort_by`.")
+        ] = None,
+    ) -> ListParams:
+        if page is not None and cursor is not None:
+            raise ValidationFailed("Use either page or cursor, not both.", field="cursor")
+        keys = sorting.parse(sort, sort_by, sort_order)
+        query = tuple((k, v) for k, v in request.query_params.multi_items() if k not in _LIST_KEYS)
+        params = PageParams(page=page or 1, per_page=per_page, path=request.url.path, query=query)
+        return ListParams(page=params, sort=keys, cursor=cursor)
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class CursorPage:
+    """One page in cursor mode: the rows, and the cursor of the next page if any."""
+
+    items: list[Any]
+    next_cursor: str | None
+    params: PageParams
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {
+            "pagination": {
+                "per_page": self.params.per_page,
+                "next_cursor": self.next_cursor,
+                "has_next": self.next_cursor is not None,
+            }
+        }
+
+    @property
+    def links(self) -> list[Link]:
+        links = [Link(href=self._href(""), rel="first")]
+        if self.next_cursor is not None:
+            links.append(Link(href=self._href(self.next_cursor), rel="next"))
+        return links
+
+    def _href(self, cursor: str) -> str:
+        query = urlencode([*self.params.query, ("cursor", cursor), ("per_page", str(self.params.per_page))])
+        return f"{quote_path(self.params.path)}?{query}"
+
+
+def list_response(request: Request, page: Page[Any] | CursorPage) -> Response:
+    """The envelope for a page of JSON-ready items, with the ``Link`` header and a weak
+    ETag over the page (``If-None-Match`` → 304)."""
+    data = RawJSON(pydantic_core.to_json(page.items))
+    meta = page.meta
+    links = page.links
+    etag = weak_etag(data + orjson.dumps(meta))
+    headers = {"Link": link_header(links), "ETag": etag, "Cache-Control": PRIVATE_NO_CACHE}
+    if none_match(request, etag):
+        return Response(status_code=304, headers=headers)
+    return ok(data, links=links, meta=meta, headers=headers)

@@ -1,0 +1,1 @@
+"""Products: the catalogue's items, owned by a user, optionally filed in a folder."""

@@ -1,0 +1,165 @@
+"""Products: create, read, list, replace, change, soft-delete, restore, export."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keel.audit import service as audit
+from keel.audit.service import RequestMeta
+from keel.platform.db.base import utcnow
+from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
+from keel.platform.http.listing import CursorPage, ListParams
+from keel.platform.http.pagination import Page
+from keel.platform.security.principal import Principal
+from keel.products import repository
+from keel.products.errors import ProductNotFound
+from keel.products.repository import ProductRow
+from keel.products.schemas import ProductCreate, ProductFilters, ProductUpdate, cents, format_cents
+from keel.sharing import access
+from keel.sharing.models import Level
+from keel.sharing.service import check_level, require_folder_level
+
+
+def render(row: ProductRow) -> dict[str, Any]:
+    """The API representation (see ``schemas.Product``), ready for JSON."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "price": format_cents(row.price_cents),
+        "currency": row.currency,
+        "stock": row.stock,
+        "category": row.category,
+        "tags": row.tags,
+        "folder_id": row.folder_id,
+        "owner_id": row.owner_id,
+        "version": row.version,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def etag(row: ProductRow) -> str:
+    return strong_etag(row.id, row.version)
+
+
+def _columns(data: ProductCreate | ProductUpdate, fields: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(data, name)
+        if name == "price":
+            values["price_cents"] = cents(value)
+        else:
+            values[name] = value
+    return values
+
+
+async def create(session: AsyncSession, principal: Principal, *, data: ProductCreate) -> ProductRow:
+    if data.folder_id is not None:
+        await require_folder_level(session, principal, data.folder_id, Level.EDITOR, field="folder_id")
+    now = utcnow()
+    values = _columns(data, set(ProductCreate.model_fields))
+    return await repository.insert_product(
+        session, {**values, "owner_id": principal.user_id, "created_at": now, "updated_at": now}
+    )
+
+
+async def get(session: AsyncSession, principal: Principal, *, product_id: uuid.UUID) -> ProductRow:
+    row = await repository.get_readable(session, principal, product_id)
+    if row is None:
+        raise ProductNotFound()
+    return row
+
+
+async def list_products(
+    session: AsyncSession, principal: Principal, *, filters: ProductFilters, params: ListParams
+) -> Page[dict[str, Any]] | CursorPage:
+    statement = repository.visible(principal, filters)
+    if params.cursor is None:
+        return (await repository.list_page(session, statement, params)).map(render)
+    rows, next_cursor = await repository.list_after(session, statement, params)
+    return CursorPage([render(row) for row in rows], next_cursor, params.page)
+
+
+async def _writable(
+    session: AsyncSession,
+    principal: Principal,
+    product_id: uuid.UUID,
+    if_match: list[str] | None,
+    needed: Level,
+) -> tuple[ProductRow, Level]:
+    """The product, locked, and the caller's level, after the checks every write makes in
+    this order: visible (404), allowed (403), unchanged since the client read it (412)."""
+    row = await repository.get_readable(session, principal, product_id, for_update=True)
+    if row is None:
+        raise ProductNotFound()
+    level = await access.product_level(
+        session, principal, product_id=row.id, owner_id=row.owner_id, folder_id=row.folder_id
+    )
+    check_level("product", level, needed)
+    require_match(if_match, etag(row))
+    return row, level
+
+
+async def update(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    product_id: uuid.UUID,
+    data: ProductCreate | ProductUpdate,
+    if_match: list[str] | None,
+) -> ProductRow:
+    """``PUT`` (a ``ProductCreate``: every field) or ``PATCH`` (only the fields sent)."""
+    row, level = await _writable(session, principal, product_id, if_match, Level.EDITOR)
+    fields = set(ProductCreate.model_fields) if isinstance(data, ProductCreate) else data.model_fields_set
+    if "folder_id" in fields and data.folder_id != row.folder_id:
+        # Moving changes who can see the product (the folders' grants): an owner's call.
+        check_level("product", level, Level.OWNER, field="folder_id")
+        if data.folder_id is not None:
+            await require_folder_level(session, principal, data.folder_id, Level.EDITOR, field="folder_id")
+    updated = await repository.update_product(session, row.id, row.version, _columns(data, fields), utcnow())
+    if updated is None:  # changed between the read and the write: not possible under the lock
+        raise PreconditionFailed()
+    return updated
+
+
+async def delete(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    product_id: uuid.UUID,
+    if_match: list[str] | None,
+    meta: RequestMeta,
+) -> None:
+    row, _level = await _writable(session, principal, product_id, if_match, Level.OWNER)
+    if not await repository.soft_delete(session, row.id, row.version, utcnow()):
+        raise PreconditionFailed()
+    audit.record(
+        session, meta, action="product.deleted", actor=principal, resource_type="product", resource_id=row.id
+    )
+
+
+async def restore(
+    session: AsyncSession, principal: Principal, *, product_id: uuid.UUID, meta: RequestMeta
+) -> ProductRow:
+    """Bring back a soft-deleted product (admins); 404 when there is no deleted one."""
+    row = await repository.restore(session, product_id, utcnow())
+    if row is None:
+        raise ProductNotFound("No deleted product with this id.")
+    audit.record(
+        session, meta, action="product.restored", actor=principal, resource_type="product", resource_id=row.id
+    )
+    return row
+
+
+async def any_live_in_folders(session: AsyncSession, folder_ids: Select[uuid.UUID]) -> bool:
+    return await repository.any_live_in_folders(session, folder_ids)
+
+
+async def delete_in_folders(session: AsyncSession, folder_ids: Select[uuid.UUID]) -> int:
+    """Soft-delete every live product in these folders (a recursive folder delete); how many."""
+    return await repository.soft_delete_in_folders(session, folder_ids, utcnow())

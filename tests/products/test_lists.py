@@ -1,0 +1,353 @@
+"""Product lists on both backends: page mode edges, cursor (keyset) mode, stable sorting,
+every filter, the weak ETag, and a bounded number of queries per request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from tests.catalog import PRODUCTS, create_folder, create_product, single_error
+from tests.identity import Accounts, TestUser
+
+
+async def listing(client: httpx.AsyncClient, user: TestUser, **params: Any) -> httpx.Response:
+    response = await client.get(PRODUCTS, params=params, headers=user.headers)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def names(client: httpx.AsyncClient, user: TestUser, **params: Any) -> list[str]:
+    return [item["name"] for item in (await listing(client, user, **params)).json()["data"]]
+
+
+async def seeded(client: httpx.AsyncClient, accounts: Accounts, count: int, **fields: Any) -> TestUser:
+    user = await accounts.create()
+    for index in range(count):
+        await create_product(client, user, name=f"item {index:02d}", **fields)
+    return user
+
+
+async def all_pages_by_cursor(client: httpx.AsyncClient, user: TestUser, **params: Any) -> list[str]:
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(100):
+        body = (await listing(client, user, cursor=cursor, **params)).json()
+        seen += [item["id"] for item in body["data"]]
+        pagination = body["meta"]["pagination"]
+        assert set(pagination) == {"per_page", "next_cursor", "has_next"}
+        if not pagination["has_next"]:
+            assert pagination["next_cursor"] is None
+            return seen
+        cursor = pagination["next_cursor"]
+    raise AssertionError("cursor pages never ended")
+
+
+# --- Page mode -----------------------------------------------------------------------------
+
+
+async def test_an_empty_list_has_total_zero_and_first_and_last_links(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    response = await listing(client, user)
+    body = response.json()
+    assert body["data"] == []
+    assert body["meta"]["pagination"] == {
+        "total": 0,
+        "page": 1,
+        "per_page": 20,
+        "pages": 0,
+        "has_next": False,
+        "has_prev": False,
+    }
+    assert [link["rel"] for link in body["links"]] == ["first", "last"]
+    assert 'rel="first"' in response.headers["Link"]
+
+
+async def test_an_exact_multiple_ends_on_a_full_last_page(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await seeded(client, accounts, 6)
+    last = (await listing(client, user, per_page=3, page=2)).json()
+    assert len(last["data"]) == 3
+    assert last["meta"]["pagination"] | {} == {
+        "total": 6,
+        "page": 2,
+        "per_page": 3,
+        "pages": 2,
+        "has_next": False,
+        "has_prev": True,
+    }
+    assert [link["rel"] for link in last["links"]] == ["first", "prev", "last"]
+    past = (await listing(client, user, per_page=3, page=3)).json()
+    assert past["data"] == []
+    assert past["meta"]["pagination"]["total"] == 6
+
+
+async def test_a_partial_last_page_and_links_that_keep_the_filters(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await seeded(client, accounts, 5, category="books")
+    response = await listing(client, user, per_page=2, page=3, category="books", sort="name")
+    body = response.json()
+    assert [item["name"] for item in body["data"]] == ["item 04"]
+    prev = next(link["href"] for link in body["links"] if link["rel"] == "prev")
+    assert "category=books" in prev
+    assert "sort=name" in prev
+    assert "page=2" in prev
+    assert f"<{prev}>" in response.headers["Link"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"per_page": 0}, {"per_page": 101}, {"page": 0}, {"page": "x"}, {"sort": "colour"}, {"sort": "-"}],
+)
+async def test_out_of_range_pages_and_unknown_sorts_are_422(
+    client: httpx.AsyncClient, accounts: Accounts, params: dict[str, Any]
+) -> None:
+    user = await accounts.create(login=True)
+    response = await client.get(PRODUCTS, params=params, headers=user.headers)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["code"] == "VALIDATION_ERROR"
+
+
+async def test_sort_by_and_sort_order_is_the_same_as_sort(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    for price in ("3.00", "1.00", "2.00"):
+        await create_product(client, user, name=f"p{price}", price=price)
+    expected = ["p3.00", "p2.00", "p1.00"]
+    assert await names(client, user, sort="-price") == expected
+    assert await names(client, user, sort_by="price", sort_order="desc") == expected
+    both = await client.get(PRODUCTS, params={"sort": "price", "sort_by": "name"}, headers=user.headers)
+    assert both.status_code == 422
+
+
+async def test_multi_field_sort_with_mixed_directions(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await accounts.create()
+    for name, price in (("b", "1.00"), ("a", "1.00"), ("c", "2.00")):
+        await create_product(client, user, name=name, price=price)
+    assert await names(client, user, sort="-price,name") == ["c", "a", "b"]
+    assert await names(client, user, sort="price,-name") == ["b", "a", "c"]
+
+
+async def test_equal_sort_keys_give_stable_pages_with_no_repeats_or_gaps(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    ids = [(await create_product(client, user, name="same", price="5.00"))["id"] for _ in range(7)]
+    pages = []
+    for page in (1, 2, 3):
+        body = (await listing(client, user, sort="price", per_page=3, page=page)).json()
+        pages += [item["id"] for item in body["data"]]
+    assert sorted(pages) == sorted(ids)
+    assert len(set(pages)) == 7
+    again = []
+    for page in (1, 2, 3):
+        body = (await listing(client, user, sort="price", per_page=3, page=page)).json()
+        again += [item["id"] for item in body["data"]]
+    assert again == pages
+
+
+# --- Cursor mode ---------------------------------------------------------------------------
+
+
+async def test_cursor_pages_cover_every_row_once_in_order(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    for index in range(7):
+        await create_product(client, user, name=f"n{index % 3}", price=f"{index % 2}.00")
+    everything = [
+        item["id"] for item in (await listing(client, user, sort="-price,name", per_page=100)).json()["data"]
+    ]
+    by_cursor = await all_pages_by_cursor(client, user, sort="-price,name", per_page=2)
+    assert by_cursor == everything
+    by_cursor_default = await all_pages_by_cursor(client, user, per_page=3)
+    default_order = [item["id"] for item in (await listing(client, user, per_page=100)).json()["data"]]
+    assert by_cursor_default == default_order
+
+
+async def test_cursor_mode_has_next_link_and_no_total(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await seeded(client, accounts, 3)
+    response = await listing(client, user, cursor="", per_page=2)
+    body = response.json()
+    assert "total" not in body["meta"]["pagination"]
+    next_link = next(link["href"] for link in body["links"] if link["rel"] == "next")
+    assert f"cursor={body['meta']['pagination']['next_cursor']}" in next_link
+    assert 'rel="next"' in response.headers["Link"]
+
+
+def _forge(order: str, values: list[Any], last_id: str) -> str:
+    raw = orjson.dumps([order, values, last_id])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "!!!",
+        "bm90IGpzb24",  # "not json"
+        _forge("-created_at", ["yesterday"], "0" * 32),
+        _forge("-created_at", [], "0" * 32),
+        _forge("-created_at", [1], "0" * 32),
+        _forge("-created_at", ["2026-01-01T00:00:00"], "0" * 32),  # naive
+        _forge("-created_at", ["2026-01-01T00:00:00+00:00"], "not-hex"),
+        _forge("price", [100], "0" * 32),  # made for another order
+        "A" * 1025,
+    ],
+)
+async def test_a_tampered_or_foreign_cursor_is_422(
+    client: httpx.AsyncClient, accounts: Accounts, cursor: str
+) -> None:
+    user = await accounts.create()
+    response = await client.get(PRODUCTS, params={"cursor": cursor}, headers=user.headers)
+    assert response.status_code == 422
+    assert single_error(response)["field"] == "cursor"
+
+
+async def test_a_cursor_crafted_by_hand_still_shows_only_what_the_caller_may_see(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    owner = await seeded(client, accounts, 2)
+    stranger = await accounts.create()
+    origin = _forge("-created_at", [(datetime.now(UTC) + timedelta(days=1)).isoformat()], "f" * 32)
+    response = await client.get(PRODUCTS, params={"cursor": origin}, headers=stranger.headers)
+    assert response.status_code == 200
+    assert response.json()["data"] == []
+    assert len((await listing(client, owner, cursor=origin)).json()["data"]) == 2
+
+
+async def test_page_and_cursor_together_are_refused(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await accounts.create()
+    response = await client.get(PRODUCTS, params={"cursor": "", "page": 2}, headers=user.headers)
+    assert response.status_code == 422
+
+
+# --- Filters -------------------------------------------------------------------------------
+
+
+async def test_every_filter_selects_exactly_its_rows(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await accounts.create()
+    folder = await create_folder(client, user)
+    await create_product(
+        client, user, name="Red Kettle", price="10.00", category="kitchen", tags=["red"], stock=0
+    )
+    await create_product(
+        client, user, name="Blue cup", description="A KETTLE companion", price="3.50", stock=2
+    )
+    await create_product(client, user, name="100% wool_hat", price="20.00", folder_id=folder["id"], stock=1)
+    assert sorted(await names(client, user, q="kettle")) == ["Blue cup", "Red Kettle"]
+    assert await names(client, user, q="100%") == ["100% wool_hat"]
+    assert await names(client, user, q="w_ol") == []  # LIKE wildcards are literal
+    assert await names(client, user, q="_") == ["100% wool_hat"]
+    assert await names(client, user, category="kitchen") == ["Red Kettle"]
+    assert sorted(await names(client, user, min_price="10")) == ["100% wool_hat", "Red Kettle"]
+    assert await names(client, user, max_price="3.50") == ["Blue cup"]
+    assert sorted(await names(client, user, min_price="3.5", max_price="10")) == ["Blue cup", "Red Kettle"]
+    assert await names(client, user, folder_id=folder["id"]) == ["100% wool_hat"]
+    assert await names(client, user, tag="red") == ["Red Kettle"]
+    assert await names(client, user, tag="re") == []
+    assert await names(client, user, in_stock="false") == ["Red Kettle"]
+    assert sorted(await names(client, user, in_stock="true")) == ["100% wool_hat", "Blue cup"]
+
+
+async def test_created_range_filters(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await accounts.create()
+    first = await create_product(client, user, name="first")
+    await asyncio.sleep(0.01)
+    second = await create_product(client, user, name="second")
+    middle = second["created_at"]
+    assert await names(client, user, created_after=middle) == ["second"]
+    assert await names(client, user, created_before=middle) == ["first"]
+    assert first["created_at"] < middle
+    naive = await client.get(PRODUCTS, params={"created_after": "2026-01-01T00:00:00"}, headers=user.headers)
+    assert naive.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"min_price": "-1"},
+        {"min_price": "5", "max_price": "4"},
+        {"in_stock": "maybe"},
+        {"folder_id": "nope"},
+        {"q": "x" * 101},
+        {"tag": "t" * 51},
+        {"created_after": "2026-02-01T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"},
+    ],
+)
+async def test_invalid_filters_are_422(
+    client: httpx.AsyncClient, accounts: Accounts, params: dict[str, str]
+) -> None:
+    user = await accounts.create()
+    response = await client.get(PRODUCTS, params=params, headers=user.headers)
+    assert response.status_code == 422
+
+
+async def test_search_syntax_is_plain_text(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await seeded(client, accounts, 1)
+    for text in ('AND ( "', "%", "\\", "' OR 1=1 --"):
+        response = await client.get(PRODUCTS, params={"q": text}, headers=user.headers)
+        assert response.status_code == 200
+        assert response.json()["data"] == []
+
+
+# --- Caching and cost ----------------------------------------------------------------------
+
+
+async def test_list_weak_etag_gives_304_until_something_changes(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await seeded(client, accounts, 2)
+    first = await listing(client, user)
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"')
+    cached = await client.get(PRODUCTS, headers={**user.headers, "If-None-Match": etag})
+    assert cached.status_code == 304
+    await create_product(client, user, name="new")
+    changed = await client.get(PRODUCTS, headers={**user.headers, "If-None-Match": etag})
+    assert changed.status_code == 200
+
+
+@contextmanager
+def count_selects(app: FastAPI) -> Iterator[list[str]]:
+    engine = app.state.resources.db.engine.sync_engine
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_page_costs_two_queries_whatever_its_size(
+    client: httpx.AsyncClient, accounts: Accounts, app: FastAPI
+) -> None:
+    user = await seeded(client, accounts, 25, tags=["a", "b"])
+    folder = await create_folder(client, user)
+    await create_product(client, user, folder_id=folder["id"])
+    await listing(client, user)  # the session is cached after the first request
+    for per_page in (1, 26):
+        with count_selects(app) as statements:
+            await listing(client, user, per_page=per_page)
+        assert len(statements) == 2, statements  # the count, and the page
+    with count_selects(app) as statements:
+        await listing(client, user, cursor="", per_page=26)
+    assert len(statements) == 1, statements
