@@ -85,7 +85,7 @@ async def create_folder(
 
 
 @router.get(
-    "/{folder_id}",
+    "/{folder_id:uuid}",
     response_model=Envelope[Folder],
     responses={**NOT_MODIFIED, **errors({403: "Missing `folders:read`.", 404: NOT_VISIBLE})},
 )
@@ -101,7 +101,7 @@ async def get_folder(
 
 
 @router.get(
-    "/{folder_id}/products",
+    "/{folder_id:uuid}/products",
     response_model=Envelope[list[Product]],
     responses={**NOT_MODIFIED, **errors({403: "Missing `products:read`.", 404: NOT_VISIBLE})},
 )
@@ -123,7 +123,7 @@ async def list_folder_products(
 
 
 @router.put(
-    "/{folder_id}",
+    "/{folder_id:uuid}",
     response_model=Envelope[Folder],
     responses=errors({403: READ_ONLY, 404: NOT_VISIBLE, 409: CONFLICTS, 412: STALE}),
 )
@@ -142,7 +142,7 @@ async def replace_folder(
 
 
 @router.patch(
-    "/{folder_id}",
+    "/{folder_id:uuid}",
     response_model=Envelope[Folder],
     responses=errors({403: READ_ONLY, 404: NOT_VISIBLE, 409: CONFLICTS, 412: STALE}),
 )
@@ -161,7 +161,7 @@ async def update_folder(
 
 
 @router.delete(
-    "/{folder_id}",
+    "/{folder_id:uuid}",
     status_code=204,
     responses=errors(
         {

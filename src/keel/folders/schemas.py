@@ -15,6 +15,7 @@ Description = Annotated[str, StringConstraints(max_length=2000, pattern=_TEXT)]
 
 
 def _not_null_in_schema(schema: dict[str, Any]) -> None:
+    """Document an optional field as "omit it or give a value": null is refused (422)."""
     variants = schema.pop("anyOf", [])
     schema.update(next((v for v in variants if v.get("type") != "null"), {}))
     schema.pop("default", None)

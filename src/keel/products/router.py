@@ -101,7 +101,7 @@ async def create_product(
 
 
 @router.get(
-    "/{product_id}",
+    "/{product_id:uuid}",
     response_model=Envelope[Product],
     responses={**NOT_MODIFIED, **errors({403: "Missing `products:read`.", 404: NOT_VISIBLE})},
 )
@@ -117,7 +117,7 @@ async def get_product(
 
 
 @router.put(
-    "/{product_id}",
+    "/{product_id:uuid}",
     response_model=Envelope[Product],
     responses=errors({403: READ_ONLY, 404: NOT_VISIBLE, 412: STALE}),
 )
@@ -136,7 +136,7 @@ async def replace_product(
 
 
 @router.patch(
-    "/{product_id}",
+    "/{product_id:uuid}",
     response_model=Envelope[Product],
     responses=errors({403: READ_ONLY, 404: NOT_VISIBLE, 412: STALE}),
 )
@@ -155,7 +155,7 @@ async def update_product(
 
 
 @router.delete(
-    "/{product_id}",
+    "/{product_id:uuid}",
     status_code=204,
     responses=errors(
         {403: "Only owners may delete (or `products:write` is missing).", 404: NOT_VISIBLE, 412: STALE}
@@ -174,7 +174,7 @@ async def delete_product(
 
 
 @router.post(
-    "/{product_id}/restore",
+    "/{product_id:uuid}/restore",
     response_model=Envelope[Product],
     responses=errors({403: "Missing `products:admin`.", 404: "No deleted product with this id."}),
 )

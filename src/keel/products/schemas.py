@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -8,12 +10,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -33,8 +35,41 @@ Category = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_LINE)
 ]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_LINE)]
-Price = Annotated[Decimal, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
-Stock = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+
+
+def _price_input(value: Any) -> Any:
+    """A JSON number is a binary float: 0.57 arrives as 0.5700000000000001. Take it as
+    the 2-place decimal it is within rounding error of; anything else is refused below."""
+    if isinstance(value, float) and math.isfinite(value):
+        rounded = round(value, 2)
+        if abs(rounded - value) <= 4 * math.ulp(value):
+            return Decimal(f"{rounded:.2f}")
+    return value
+
+
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_price_input),
+    Field(ge=0, le=MAX_PRICE, decimal_places=2),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$"},
+                {"type": "number", "minimum": 0, "maximum": float(MAX_PRICE), "multipleOf": 0.01},
+            ]
+        }
+    ),
+]
+
+
+def _count(value: Any) -> Any:
+    # JSON true/false and "3" are not a count; 3.0 is (JSON Schema calls it an integer).
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK), BeforeValidator(_count)]
 
 
 def _currency(value: str) -> str:
@@ -58,6 +93,21 @@ def _distinct(tags: list[str]) -> list[str]:
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_distinct)]
 
 
+def _rfc3339(value: Any) -> Any:
+    # pydantic would also read "0.5" as seconds since 1970: a query string is a date here.
+    if isinstance(value, str) and not _DATE_TIME.match(value):
+        raise PydanticCustomError(
+            "datetime_format", "Expected an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z"
+        )
+    return value
+
+
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+
+
 def cents(price: Decimal) -> int:
     return int(price.scaleb(2))
 
@@ -67,8 +117,12 @@ def format_cents(value: int) -> str:
 
 
 def _not_null_in_schema(schema: dict[str, Any]) -> None:
-    variants = schema.pop("anyOf", [])
-    schema.update(next((v for v in variants if v.get("type") != "null"), {}))
+    """Document an optional field as "omit it or give a value": null is refused (422)."""
+    variants = [v for v in schema.pop("anyOf", []) if v.get("type") != "null"]
+    if len(variants) == 1:
+        schema.update(variants[0])
+    else:
+        schema["anyOf"] = variants
     schema.pop("default", None)
 
 
@@ -150,16 +204,8 @@ class ProductFilters(Schema):
     folder_id: uuid.UUID | None = Field(None, description="Only products directly in this folder.")
     tag: Tag | None = Field(None, description="Only products with this tag (exact match).")
     in_stock: bool | None = Field(None, description="true: stock > 0; false: stock = 0.")
-    created_after: AwareDatetime | None = Field(None, description="Created at or after (with a UTC offset).")
-    created_before: AwareDatetime | None = Field(None, description="Created before (with a UTC offset).")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> ProductFilters:
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
-            raise PydanticCustomError("range", "min_price must not exceed max_price.")
-        if self.created_after and self.created_before and self.created_after > self.created_before:
-            raise PydanticCustomError("range", "created_after must not be later than created_before.")
-        return self
+    created_after: Instant | None = Field(None, description="Created at or after (RFC 3339, with an offset).")
+    created_before: Instant | None = Field(None, description="Created before (RFC 3339, with an offset).")
 
 
 ExportFormat = Literal["csv", "ndjson"]
