@@ -52,7 +52,7 @@ def add_permission_routes(router: APIRouter, *, kind: Kind, read: Any, write: An
         return Response(status_code=204)
 
     router.add_api_route(
-        "/{resource_id}/permissions",
+        "/{resource_id:uuid}/permissions",
         list_permissions,
         methods=["GET"],
         name=f"list_{kind}_permissions",
@@ -61,7 +61,7 @@ def add_permission_routes(router: APIRouter, *, kind: Kind, read: Any, write: An
         responses=errors({403: "Only owners may see who else has access.", 404: not_visible}),
     )
     router.add_api_route(
-        "/{resource_id}/permissions",
+        "/{resource_id:uuid}/permissions",
         share,
         methods=["POST"],
         status_code=201,
@@ -82,7 +82,7 @@ def add_permission_routes(router: APIRouter, *, kind: Kind, read: Any, write: An
         },
     )
     router.add_api_route(
-        "/{resource_id}/permissions/{user_id}",
+        "/{resource_id:uuid}/permissions/{user_id:uuid}",
         unshare,
         methods=["DELETE"],
         status_code=204,
