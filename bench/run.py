@@ -13,9 +13,13 @@ Backends: ``sqlite`` (a file database in a temporary directory) and ``postgres``
 (PostgreSQL at 127.0.0.1:5432 plus Redis at 127.0.0.1:6379; a fresh database
 ``keel_bench_<random>`` is created and dropped again; skipped when either is down).
 
+On each backend the Keel bench user is registered through the API and then given
+10,000 products by ``keel demo seed --email <user>`` (run with the server's own
+environment), so the product lists page through a realistic table.
+
 To add a comparison, append one :class:`Scenario` to :data:`SCENARIOS`, e.g.
-``Scenario("keel GET /products", "keel", "/api/v2/products", headers=KEEL_AUTH,
-baseline="ref GET /items")``.
+``Scenario("keel GET /folders", "keel", "/api/v2/folders", headers=KEEL_BEARER,
+baseline="ref GET /items (JWT, 20 rows)")``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ QUICK_SECONDS = 3
 DEFAULT_CONNECTIONS = 32
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 10.0
+SEED_PRODUCTS = 10_000
+SEED_TIMEOUT_SECONDS = 600
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 ALL_BACKENDS = ("sqlite", "postgres")
@@ -85,9 +91,13 @@ class Server:
 class Scenario:
     """One wrk run: ``GET path`` on ``server``.
 
-    Header values are templates: ``{ref_token}`` is a valid HS256 JWT for the reference
-    app. ``baseline`` names the scenario whose requests/s the ratio is computed against
+    The path and header values are templates over the run's tokens: ``{ref_token}`` is
+    a valid HS256 JWT for the reference app, ``{keel_token}`` and ``{keel_api_key}``
+    authenticate the Keel bench user, ``{product_id}`` is one of its seeded products.
+    ``baseline`` names the scenario whose requests/s the ratio is computed against
     (same backend); ``backends`` limits where the scenario runs (``None``: everywhere).
+    ``seeded`` scenarios need the bench user's products: when seeding failed they are
+    reported as failed rather than measured on an empty table.
     """
 
     name: str
@@ -96,6 +106,7 @@ class Scenario:
     headers: tuple[tuple[str, str], ...] = ()
     baseline: str | None = None
     backends: tuple[str, ...] | None = None
+    seeded: bool = False
 
 
 SERVERS: dict[str, Server] = {
@@ -143,6 +154,30 @@ SCENARIOS: list[Scenario] = [
         "/api/v2/auth/me",
         headers=KEEL_API_KEY,
         baseline="ref GET /items (JWT, 20 rows)",
+    ),
+    Scenario(
+        "keel GET /products (page, total)",
+        "keel",
+        "/api/v2/products?per_page=20",
+        headers=KEEL_BEARER,
+        baseline="ref GET /items (JWT, 20 rows)",
+        seeded=True,
+    ),
+    Scenario(
+        "keel GET /products (cursor)",
+        "keel",
+        "/api/v2/products?per_page=20&cursor=",
+        headers=KEEL_BEARER,
+        baseline="ref GET /items (JWT, 20 rows)",
+        seeded=True,
+    ),
+    Scenario(
+        "keel GET /products/{id}",
+        "keel",
+        "/api/v2/products/{product_id}",
+        headers=KEEL_BEARER,
+        baseline="ref GET /items (JWT, 20 rows)",
+        seeded=True,
     ),
 ]
 
@@ -463,14 +498,17 @@ def base_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith(("KEEL_", "REF_"))}
 
 
+def keel_executable() -> str:
+    keel = Path(sys.executable).parent / "keel"
+    return str(keel if keel.exists() else "keel")
+
+
 def server_process(
     server: Server, backend: Backend, port: int, options: Options, ref_secret: str
 ) -> ServerProcess:
     env = base_env()
     log = options.workdir / f"{backend.name}-{server.name}.log"
-    bin_dir = Path(sys.executable).parent
     if server.kind == "keel":
-        keel = bin_dir / "keel"
         env.update(
             KEEL_ENV="production",
             KEEL_SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
@@ -482,7 +520,7 @@ def server_process(
         if backend.redis_url:
             env["KEEL_REDIS_URL"] = backend.redis_url
         env.update(backend.keel_env)
-        argv = [str(keel if keel.exists() else "keel"), "serve", "--host", HOST, "--port", str(port)]
+        argv = [keel_executable(), "serve", "--host", HOST, "--port", str(port)]
         # Outside the repository, so a developer's .env cannot leak into the run.
         cwd = options.workdir
     else:
@@ -523,15 +561,17 @@ def wrk(url: str, headers: Sequence[tuple[str, str]], seconds: int, options: Opt
 
 def probe(
     scenario: Scenario, base_url: str, tokens: Mapping[str, str], options: Options
-) -> list[tuple[str, str]]:
-    """One request, then a warm-up run: benchmarking a 401 or 404 would be meaningless."""
-    url = base_url + scenario.path
+) -> tuple[str, list[tuple[str, str]]]:
+    """One request, then a warm-up run: benchmarking a 401 or 404 would be meaningless.
+    Returns the URL and headers with the tokens filled in."""
+    path = scenario.path.format_map(tokens)
+    url = base_url + path
     headers = [(name, value.format_map(tokens)) for name, value in scenario.headers]
     response = httpx.get(url, headers=headers, timeout=10.0)
     if not response.is_success:
-        raise BenchError(f"HTTP {response.status_code} on GET {scenario.path}: {response.text[:120]}")
+        raise BenchError(f"HTTP {response.status_code} on GET {path}: {response.text[:120]}")
     wrk(url, headers, WARMUP_SECONDS, options)
-    return headers
+    return url, headers
 
 
 def measure(url: str, headers: Sequence[tuple[str, str]], options: Options) -> WrkStats:
@@ -564,7 +604,44 @@ def keel_credentials(base_url: str) -> dict[str, str]:
             json={"name": "bench", "scopes": ["profile:read"]},
         )
         key.raise_for_status()
-    return {"keel_token": token, "keel_api_key": key.json()["data"]["secret"]}
+    return {"keel_email": email, "keel_token": token, "keel_api_key": key.json()["data"]["secret"]}
+
+
+def seed_products(keel: ServerProcess, email: str, count: int) -> None:
+    """``keel demo seed`` into the bench user, with the running server's environment (so
+    the same database, settings and secret)."""
+    print(f"  seeding {count:,} products for {email}", flush=True)
+    started = time.monotonic()
+    completed = subprocess.run(
+        [keel_executable(), "demo", "seed", "--email", email, "--products", str(count)],
+        cwd=keel.cwd,
+        env=keel.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=SEED_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if completed.returncode != 0:
+        lines = completed.stderr.strip().splitlines()
+        raise BenchError(f"keel demo seed exited with {completed.returncode}: {lines[-1] if lines else ''}")
+    print(f"  seeded in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def a_product_id(base_url: str, token: str) -> str:
+    """The id of one product the bench user can read (the newest)."""
+    response = httpx.get(
+        f"{base_url}/api/v2/products",
+        params={"per_page": 1},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10.0,
+    )
+    response.raise_for_status()
+    products = response.json()["data"]
+    if not products:
+        raise BenchError("the bench user has no products after seeding")
+    product_id: str = products[0]["id"]
+    return product_id
 
 
 def start_servers(
@@ -608,13 +685,14 @@ def probe_all(
     for scenario in scenarios:
         if scenario.server not in base_urls:
             continue
+        if scenario.seeded and "product_id" not in tokens:
+            results[scenario.name].error = "products not seeded (see above)"
+            continue
         try:
-            headers = probe(scenario, base_urls[scenario.server], tokens, options)
+            runnable[scenario.name] = probe(scenario, base_urls[scenario.server], tokens, options)
         except (BenchError, ValueError, KeyError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
             results[scenario.name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"  {scenario.name}: {results[scenario.name].error}", flush=True)
-            continue
-        runnable[scenario.name] = (base_urls[scenario.server] + scenario.path, headers)
     return runnable
 
 
@@ -661,6 +739,13 @@ def run_backend(backend: Backend, options: Options) -> list[Result]:
                 tokens.update(keel_credentials(base_urls["keel"]))
             except (httpx.HTTPError, KeyError) as exc:
                 print(f"  keel credentials: {exc}", flush=True)
+        if "keel_email" in tokens and any(s.seeded for s in scenarios):
+            keel = next(p for p in processes if p.name == f"{backend.name}/keel")
+            try:
+                seed_products(keel, tokens["keel_email"], SEED_PRODUCTS)
+                tokens["product_id"] = a_product_id(base_urls["keel"], tokens["keel_token"])
+            except (BenchError, httpx.HTTPError, KeyError, subprocess.TimeoutExpired) as exc:
+                print(f"  keel seed: {exc}", flush=True)
         runnable = probe_all(scenarios, base_urls, tokens, options, results)
         rounds = run_rounds(runnable, backend, options, results)
     finally:

@@ -1,4 +1,4 @@
-"""``keel`` command line: serve, database migrations, accounts, OpenAPI export."""
+"""``keel`` command line: serve, database migrations, accounts, demo data, OpenAPI export."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+demo_app = typer.Typer(help="Demo data to try the API on.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
 
 
 def _settings() -> Settings:
@@ -119,6 +121,45 @@ def users_create_admin(
         typer.echo(f"keel: {exc}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(str(user_id))
+
+
+@demo_app.command("seed")
+def demo_seed(
+    products: Annotated[int, typer.Option(min=0, max=1_000_000, help="Products to add.")] = 200,
+    email: Annotated[
+        str, typer.Option(help="The account: created when missing, else the products are added to it.")
+    ] = "demo@example.com",
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password of a new account (default: generated and printed); 12..128 characters."),
+    ] = None,
+) -> None:
+    """Create a demo account (once), its folders (once) and PRODUCTS products in them."""
+    from keel.demo import DATABASE_ERRORS, SeedRefused, describe_database_error, seed, summary
+
+    settings = _settings()
+    if settings.should_auto_migrate:
+        asyncio.run(_upgrade(settings, "head"))
+
+    def progress(done: int, total: int) -> None:
+        if total > 5_000:
+            typer.echo(f"  {done:,}/{total:,} products", err=True)
+
+    try:
+        result = asyncio.run(
+            seed(settings, products=products, email=email, password=password, progress=progress)
+        )
+    except SeedRefused as exc:
+        typer.echo(f"keel: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    except DATABASE_ERRORS as exc:
+        typer.echo(
+            f"keel: database error ({describe_database_error(exc)}); "
+            "is it running and migrated (`keel db upgrade`)?",
+            err=True,
+        )
+        raise typer.Exit(code=1) from None
+    typer.echo(summary(result))
 
 
 @app.command()
