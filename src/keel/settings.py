@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(
         24, ge=1, le=720, description="How long a POST's response is kept for Idempotency-Key retries."
     )
+    list_total_cache_ms: int = Field(
+        2000,
+        ge=0,
+        le=60_000,
+        description="How long a process reuses a list's counted total (per caller and filters); "
+        "any write it serves drops them all. 0 counts on every request.",
+    )
 
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from tests.catalog import PRODUCTS, create_folder, create_product, single_error
+from tests.catalog import PRODUCTS, create_folder, create_product, folder_url, share, single_error
 from tests.identity import Accounts, TestUser
 
 
@@ -346,17 +346,77 @@ def count_selects(app: FastAPI) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-async def test_a_page_costs_two_queries_whatever_its_size(
+async def test_a_page_costs_one_query_whatever_its_size(
     client: httpx.AsyncClient, accounts: Accounts, app: FastAPI
 ) -> None:
     user = await seeded(client, accounts, 25, tags=["a", "b"])
     folder = await create_folder(client, user)
     await create_product(client, user, folder_id=folder["id"])
-    await listing(client, user)  # the session is cached after the first request
+    with count_selects(app) as statements:
+        body = (await listing(client, user, per_page=1)).json()
+    # The session lookup, then the page with its total as a column.
+    assert len([s for s in statements if "products" in s]) == 1, statements
+    assert body["meta"]["pagination"]["total"] == 26
     for per_page in (1, 26):
         with count_selects(app) as statements:
-            await listing(client, user, per_page=per_page)
-        assert len(statements) == 2, statements  # the count, and the page
+            body = (await listing(client, user, per_page=per_page)).json()
+        assert len(statements) == 1, statements  # the total counted moments ago is reused
+        assert body["meta"]["pagination"]["total"] == 26
+    with count_selects(app) as statements:
+        body = (await listing(client, user, per_page=10, page=4, in_stock="false")).json()
+    assert len(statements) == 2, statements  # past the end, uncounted: no row carries the total
+    assert body["meta"]["pagination"]["total"] == 26
     with count_selects(app) as statements:
         await listing(client, user, cursor="", per_page=26)
     assert len(statements) == 1, statements
+
+
+async def test_a_write_through_the_api_shows_in_the_next_total_at_once(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await seeded(client, accounts, 2)
+    assert (await listing(client, user)).json()["meta"]["pagination"]["total"] == 2
+    created = await create_product(client, user)
+    assert (await listing(client, user)).json()["meta"]["pagination"]["total"] == 3
+    assert (await client.delete(f"{PRODUCTS}/{created['id']}", headers=user.headers)).status_code == 204
+    assert (await listing(client, user)).json()["meta"]["pagination"]["total"] == 2
+
+
+async def login(client: httpx.AsyncClient, user: TestUser) -> dict[str, str]:
+    response = await client.post("/api/v2/auth/login", json={"email": user.email, "password": user.password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['data']['access_token']}"}
+
+
+async def test_another_replicas_write_shows_in_totals_within_the_cache_period(
+    client_with: Any, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    body = {"name": "replicated", "price": "1", "currency": "EUR", "tags": ["replica"]}
+    async with client_with(list_total_cache_ms=60_000) as this, client_with() as replica:
+        mine, theirs = await login(this, user), await login(replica, user)
+        assert (await this.post(PRODUCTS, json=body, headers=mine)).status_code == 201
+        counted = await this.get(PRODUCTS, params={"tag": "replica"}, headers=mine)
+        assert counted.json()["meta"]["pagination"]["total"] == 1
+        assert (await replica.post(PRODUCTS, json=body, headers=theirs)).status_code == 201
+        again = (await this.get(PRODUCTS, params={"tag": "replica"}, headers=mine)).json()
+        assert again["meta"]["pagination"]["total"] == 1  # counted moments ago, by this process
+        assert len(again["data"]) == 2  # the rows themselves are always read fresh
+    async with client_with(list_total_cache_ms=0) as uncached:
+        fresh = await uncached.get(PRODUCTS, params={"tag": "replica"}, headers=await login(uncached, user))
+        assert fresh.json()["meta"]["pagination"]["total"] == 2
+
+
+async def test_the_total_counts_owned_and_shared_rows_once(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    owner = await seeded(client, accounts, 3)
+    reader = await seeded(client, accounts, 2)
+    folder = await create_folder(client, owner)
+    shared = await create_product(client, owner, folder_id=folder["id"])
+    await share(client, owner, folder_url(folder["id"]), reader, "viewer")
+    await share(client, owner, f"{PRODUCTS}/{shared['id']}", reader, "viewer")  # reached twice
+    body = (await listing(client, reader, per_page=2)).json()
+    assert body["meta"]["pagination"]["total"] == 3
+    ids = [item["id"] for item in (await listing(client, reader, per_page=100)).json()["data"]]
+    assert len(ids) == len(set(ids)) == 3

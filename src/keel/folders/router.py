@@ -15,6 +15,7 @@ from keel.platform.http.envelope import Envelope, Link
 from keel.platform.http.etag import IfMatch, IfNoneMatch, resource_response
 from keel.platform.http.listing import ListParams, list_params, list_response
 from keel.platform.http.routing import KeelRoute
+from keel.platform.resources import ResourcesDep
 from keel.products import repository as products_repository
 from keel.products.auth import ProductsRead
 from keel.products.schemas import Product, ProductFilters
@@ -114,10 +115,11 @@ async def list_folder_products(
     filters: Annotated[ProductFilters, Query()],
     params: ProductListing,
     if_none_match: IfNoneMatch,
+    resources: ResourcesDep,
 ) -> Response:
     """The products directly in a folder, with the filters and orders of `GET /products`."""
     page = await service.list_products(
-        session, principal, folder_id=folder_id, filters=filters, params=params
+        session, principal, folder_id=folder_id, filters=filters, params=params, totals=resources.list_totals
     )
     return list_response(request, page)
 

@@ -14,6 +14,7 @@ from keel.folders.errors import FolderCycle, FolderNotEmpty, FolderNotFound, Fol
 from keel.folders.models import MAX_DEPTH
 from keel.folders.repository import FolderRow
 from keel.folders.schemas import FolderCreate, FolderFilters, FolderUpdate
+from keel.platform.cache import TotalCache
 from keel.platform.db.base import utcnow
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
@@ -88,11 +89,12 @@ async def list_products(
     folder_id: uuid.UUID,
     filters: ProductFilters,
     params: ListParams,
+    totals: TotalCache,
 ) -> Page[dict[str, Any]] | CursorPage:
     """The products directly in a folder the caller may read."""
     await get(session, principal, folder_id=folder_id)
     scoped = filters.model_copy(update={"folder_id": folder_id})
-    return await products.list_products(session, principal, filters=scoped, params=params)
+    return await products.list_products(session, principal, filters=scoped, params=params, totals=totals)
 
 
 async def _writable(

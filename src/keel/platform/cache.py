@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -79,3 +79,29 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class TotalCache:
+    """Counted list totals, reused for ``ttl`` seconds per (caller, list, filters).
+
+    Counting every visible row on every page request costs more than the page itself
+    once a caller has thousands of rows. Any write this process commits drops every
+    entry at once (a generation bump: O(1), no scan), so a client never sees its own
+    change missing from a total; writes through other processes show within ``ttl``.
+    """
+
+    def __init__(self, *, ttl: float, max_entries: int = 10_000) -> None:
+        self._entries: TTLCache[Hashable, tuple[int, int]] = TTLCache(ttl=ttl, max_entries=max_entries)
+        self._generation = 0
+
+    def get(self, key: Hashable) -> int | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != self._generation:
+            return None
+        return entry[1]
+
+    def put(self, key: Hashable, total: int) -> None:
+        self._entries.put(key, (self._generation, total))
+
+    def invalidate(self) -> None:
+        self._generation += 1

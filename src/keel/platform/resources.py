@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
-from keel.platform.cache import TTLCache
+from keel.platform.cache import TotalCache, TTLCache
 from keel.platform.db.engine import Database
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.security.crypto import SecretBox
@@ -70,6 +70,7 @@ class Resources:
     db: Database
     metrics: HTTPMetrics
     security: Security
+    list_totals: TotalCache = field(default_factory=lambda: TotalCache(ttl=0))
     redis: Redis | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -80,6 +81,7 @@ class Resources:
             db=Database.from_settings(settings),
             metrics=metrics,
             security=Security.from_settings(settings),
+            list_totals=TotalCache(ttl=settings.list_total_cache_ms / 1000),
             redis=create_redis(settings),
         )
 

@@ -74,6 +74,7 @@ async def batches(
     """Every visible product matching the filters, oldest first, a batch at a time."""
     order = repository.SORTING.parse("created_at", None, None)
     statement = repository.visible(principal, filters)
+    parameters = repository.viewer(principal)
     after = None
     while True:
         query = statement
@@ -81,7 +82,7 @@ async def batches(
             query = query.where(repository.SORTING.after(order, [after.created_at], after.id))
         query = query.order_by(*repository.SORTING.order_by(order)).limit(BATCH_SIZE)
         async with sessionmaker() as session:
-            rows = list((await session.execute(query)).all())
+            rows = list((await session.execute(query, parameters)).all())
         if not rows:
             return
         yield [render(row) for row in rows]

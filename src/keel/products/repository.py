@@ -1,30 +1,46 @@
 """Queries for products, in SQLAlchemy Core over typed rows (the list is the hottest
 read in the service; the ORM's identity map and instrumentation buy nothing here).
 
-Every read goes through :func:`keel.sharing.access.product_readable`, so a product the
+Every read goes through the visibility rules of :mod:`keel.sharing.access`, so a product the
 caller may not see is simply not found.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Row, Select, String, func, insert, literal, select, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from keel.platform.cache import TotalCache
 from keel.platform.db.search import LIKE_ESCAPE, substring_pattern
-from keel.platform.http.listing import ListParams, SortField, Sorting
+from keel.platform.http.listing import ListParams, SortField, Sorting, SortKey
 from keel.platform.http.pagination import Page
 from keel.platform.security.principal import Principal
 from keel.products.models import Product
 from keel.products.schemas import ProductFilters, cents
-from keel.sharing.access import product_readable
+from keel.sharing import access
 
+# The order service.render() unpacks.
 COLUMNS = (
     Product.id,
     Product.owner_id,
@@ -54,37 +70,6 @@ SORTING = Sorting(
 )
 
 ProductRow = Row[*tuple[Any, ...]]
-
-
-def visible(principal: Principal, filters: ProductFilters | None = None) -> Select[*tuple[Any, ...]]:
-    """Live products the principal may read, filtered: the base of lists and exports."""
-    statement = select(*COLUMNS).where(product_readable(principal))
-    if filters is None:
-        return statement
-    if filters.q:
-        pattern = substring_pattern(filters.q)
-        # ILIKE on PostgreSQL (served by the trigram indexes), lower() LIKE on SQLite.
-        statement = statement.where(
-            Product.name.ilike(pattern, escape=LIKE_ESCAPE)
-            | Product.description.ilike(pattern, escape=LIKE_ESCAPE)
-        )
-    if filters.category is not None:
-        statement = statement.where(Product.category == filters.category)
-    if filters.min_price is not None:
-        statement = statement.where(Product.price_cents >= cents(filters.min_price))
-    if filters.max_price is not None:
-        statement = statement.where(Product.price_cents <= cents(filters.max_price))
-    if filters.folder_id is not None:
-        statement = statement.where(Product.folder_id == filters.folder_id)
-    if filters.tag is not None:
-        statement = statement.where(_has_tag(filters.tag))
-    if filters.in_stock is not None:
-        statement = statement.where(Product.stock > 0 if filters.in_stock else Product.stock == 0)
-    if filters.created_after is not None:
-        statement = statement.where(Product.created_at >= filters.created_after)
-    if filters.created_before is not None:
-        statement = statement.where(Product.created_at < filters.created_before)
-    return statement
 
 
 class _HasTag(FunctionElement[bool]):
@@ -118,46 +103,176 @@ def _has_tag(tag: str) -> ColumnElement[bool]:
     return _HasTag(Product.tags, literal(tag, String()))
 
 
+def filter_clauses(filters: ProductFilters | None) -> list[ColumnElement[bool]]:
+    if filters is None:
+        return []
+    clauses: list[ColumnElement[bool]] = []
+    if filters.q:
+        pattern = substring_pattern(filters.q)
+        # ILIKE on PostgreSQL (served by the trigram indexes), lower() LIKE on SQLite.
+        clauses.append(
+            Product.name.ilike(pattern, escape=LIKE_ESCAPE)
+            | Product.description.ilike(pattern, escape=LIKE_ESCAPE)
+        )
+    if filters.category is not None:
+        clauses.append(Product.category == filters.category)
+    if filters.min_price is not None:
+        clauses.append(Product.price_cents >= cents(filters.min_price))
+    if filters.max_price is not None:
+        clauses.append(Product.price_cents <= cents(filters.max_price))
+    if filters.folder_id is not None:
+        clauses.append(Product.folder_id == filters.folder_id)
+    if filters.tag is not None:
+        clauses.append(_has_tag(filters.tag))
+    if filters.in_stock is not None:
+        clauses.append(Product.stock > 0 if filters.in_stock else Product.stock == 0)
+    if filters.created_after is not None:
+        clauses.append(Product.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        clauses.append(Product.created_at < filters.created_before)
+    return clauses
+
+
+def viewer(principal: Principal) -> dict[str, Any]:
+    """The execution parameters of statements built on :data:`access.VIEWER`."""
+    return {access.VIEWER_KEY: principal.user_id}
+
+
+def _readable(admin: bool) -> ColumnElement[bool]:
+    return access.LIVE if admin else access.LIVE & access.readable_by(access.VIEWER)
+
+
+def visible(principal: Principal, filters: ProductFilters | None = None) -> Select[*tuple[Any, ...]]:
+    """Live products the principal may read, filtered: the base of exports. Execute with
+    :func:`viewer`'s parameters."""
+    return select(*COLUMNS).where(_readable(principal.is_admin), *filter_clauses(filters))
+
+
+def _total(admin: bool, clauses: Sequence[ColumnElement[bool]]) -> ColumnElement[int]:
+    """The number of visible rows, as a scalar subquery. A user's own rows and the rows
+    shared with them are counted apart: an OR of the two defeats the indexes, while the
+    owned count is an index-only scan and the shared one is empty for most users."""
+
+    def count(*where: ColumnElement[bool]) -> ColumnElement[int]:
+        counted = select(func.count()).select_from(Product).where(access.LIVE, *clauses, *where)
+        return counted.correlate(None).scalar_subquery()
+
+    if admin:
+        return count()
+    return count(access.product_owned(access.VIEWER)) + count(access.product_shared(access.VIEWER))
+
+
+# Statements without filters are the common case (and the hot one): built once per
+# (admin?, order, with total?), with the caller, limit and offset bound at execution.
+_ROWS_STATEMENTS: dict[tuple[bool, tuple[SortKey, ...], bool], Select[*tuple[Any, ...]]] = {}
+_COUNT_STATEMENTS: dict[bool, Select[int]] = {}
+
+
+def _rows_statement(
+    admin: bool, sort: tuple[SortKey, ...], clauses: Sequence[ColumnElement[bool]], *, with_total: bool
+) -> Select[*tuple[Any, ...]]:
+    key = (admin, sort, with_total)
+    if not clauses and (cached := _ROWS_STATEMENTS.get(key)) is not None:
+        return cached
+    columns = (*COLUMNS, _total(admin, clauses).label("total")) if with_total else COLUMNS
+    statement = (
+        select(*columns)
+        .where(_readable(admin), *clauses)
+        .order_by(*SORTING.order_by(sort))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    if not clauses:
+        _ROWS_STATEMENTS[key] = statement
+    return statement
+
+
+def _count_statement(admin: bool, clauses: Sequence[ColumnElement[bool]]) -> Select[int]:
+    if not clauses and (cached := _COUNT_STATEMENTS.get(admin)) is not None:
+        return cached
+    statement = select(_total(admin, clauses))
+    if not clauses:
+        _COUNT_STATEMENTS[admin] = statement
+    return statement
+
+
+def _total_key(principal: Principal, filters: ProductFilters | None) -> Hashable:
+    scope = "*" if principal.is_admin else principal.user_id
+    given = () if filters is None else tuple(sorted(filters.model_dump(exclude_none=True).items()))
+    return ("products", scope, given)
+
+
 async def list_page(
-    session: AsyncSession, statement: Select[*tuple[Any, ...]], params: ListParams
+    session: AsyncSession,
+    principal: Principal,
+    filters: ProductFilters | None,
+    params: ListParams,
+    totals: TotalCache,
 ) -> Page[ProductRow]:
-    """Page mode: the total is counted by the database; rows past the end are not fetched."""
-    connection = await session.connection()
-    total = (
-        await connection.execute(select(func.count()).select_from(statement.order_by(None).subquery()))
-    ).scalar_one()
+    """Page mode. The total comes from ``totals`` when this caller counted the same
+    filters moments ago; otherwise it rides along with the page as a column (an
+    uncorrelated scalar subquery, evaluated once), and only a page past the end needs a
+    query of its own for it."""
+    clauses = filter_clauses(filters)
     page = params.page
-    if page.offset >= total:
-        return Page([], total, page)
-    ordered = statement.order_by(*SORTING.order_by(params.sort)).limit(page.limit).offset(page.offset)
-    rows = list((await connection.execute(ordered)).all())
+    connection = await session.connection()
+    values = {**viewer(principal), "limit": page.limit, "offset": page.offset}
+    key = _total_key(principal, filters)
+    total = totals.get(key)
+    statement = _rows_statement(principal.is_admin, params.sort, clauses, with_total=total is None)
+    rows = list((await connection.execute(statement, values)).all())
+    if total is None:
+        if rows:
+            total = int(rows[0].total)
+        else:
+            counted = await connection.execute(
+                _count_statement(principal.is_admin, clauses), viewer(principal)
+            )
+            total = int(counted.scalar_one())
+        totals.put(key, total)
     return Page(rows, total, page)
 
 
 async def list_after(
-    session: AsyncSession, statement: Select[*tuple[Any, ...]], params: ListParams
+    session: AsyncSession, principal: Principal, filters: ProductFilters | None, params: ListParams
 ) -> tuple[list[ProductRow], str | None]:
     """Cursor mode: one page after the cursor, and the next page's cursor if there is one."""
+    clauses = filter_clauses(filters)
     if params.cursor:
         values, last_id = SORTING.decode_cursor(params.cursor, params.sort)
-        statement = statement.where(SORTING.after(params.sort, values, last_id))
-    ordered = statement.order_by(*SORTING.order_by(params.sort)).limit(params.per_page + 1)
-    rows = list((await (await session.connection()).execute(ordered)).all())
+        clauses.append(SORTING.after(params.sort, values, last_id))
+    statement = _rows_statement(principal.is_admin, params.sort, clauses, with_total=False)
+    bound = {**viewer(principal), "limit": params.per_page + 1, "offset": 0}
+    rows = list((await (await session.connection()).execute(statement, bound)).all())
     if len(rows) <= params.per_page:
         return rows, None
     rows = rows[: params.per_page]
     return rows, SORTING.encode_cursor(params.sort, rows[-1]._mapping)
 
 
+_GET_STATEMENTS: dict[tuple[bool, bool], Select[*tuple[Any, ...]]] = {}
+
+
+def _get_statement(admin: bool, for_update: bool) -> Select[*tuple[Any, ...]]:
+    statement = _GET_STATEMENTS.get((admin, for_update))
+    if statement is None:
+        statement = select(*COLUMNS).where(
+            Product.id == bindparam("product_id", type_=Uuid()), _readable(admin)
+        )
+        if for_update:
+            # PostgreSQL: a row lock, so a concurrent writer waits and then sees the new
+            # version. SQLite: the request already holds the database's write lock.
+            statement = statement.with_for_update(of=Product)
+        _GET_STATEMENTS[(admin, for_update)] = statement
+    return statement
+
+
 async def get_readable(
     session: AsyncSession, principal: Principal, product_id: uuid.UUID, *, for_update: bool = False
 ) -> ProductRow | None:
-    statement = select(*COLUMNS).where(Product.id == product_id, product_readable(principal))
-    if for_update:
-        # PostgreSQL: a row lock, so a concurrent writer waits and then sees the new
-        # version. SQLite: the request already holds the database's write lock.
-        statement = statement.with_for_update(of=Product)
-    return (await session.execute(statement)).one_or_none()
+    statement = _get_statement(principal.is_admin, for_update)
+    result = await session.execute(statement, {**viewer(principal), "product_id": product_id})
+    return result.one_or_none()
 
 
 async def insert_product(session: AsyncSession, values: dict[str, Any]) -> ProductRow:

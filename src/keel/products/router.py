@@ -76,9 +76,16 @@ async def list_products(
     filters: Filters,
     params: Listing,
     if_none_match: IfNoneMatch,
+    resources: ResourcesDep,
 ) -> Response:
-    """List the products you may see: yours, shared with you, and in folders shared with you."""
-    page = await service.list_products(session, principal, filters=filters, params=params)
+    """List the products you may see: yours, shared with you, and in folders shared with you.
+
+    In page mode the total may be reused for up to `KEEL_LIST_TOTAL_CACHE_MS` (2 s):
+    writes served by the same process show at once, others' within that time.
+    """
+    page = await service.list_products(
+        session, principal, filters=filters, params=params, totals=resources.list_totals
+    )
     return list_response(request, page)
 
 

@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, true, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Uuid,
+    bindparam,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.folders.models import Folder, FolderPath
@@ -18,21 +29,28 @@ from keel.platform.security.principal import Principal
 from keel.products.models import Product
 from keel.sharing.models import FolderGrant, Level, ProductGrant
 
+# The caller's id as a bound parameter: statements built with it are built once and
+# reused for every caller (building and cache-keying a select of this size costs more
+# than running it), with the value passed at execution as ``{VIEWER_KEY: user_id}``.
+VIEWER_KEY = "viewer_id"
+VIEWER = bindparam(VIEWER_KEY, type_=Uuid())
+UserRef = uuid.UUID | BindParameter[uuid.UUID]
 
-def _root_folders(user_id: uuid.UUID) -> Select[uuid.UUID]:
+
+def _root_folders(user: UserRef) -> Select[uuid.UUID]:
     """Folders the user reaches directly: owned or granted."""
     # correlate(None): used inside queries over ``folders`` too, where SQLAlchemy would
     # otherwise tie this ``folders`` to the outer one.
-    owned = select(Folder.id).where(Folder.owner_id == user_id).correlate(None)
-    granted = select(FolderGrant.folder_id).where(FolderGrant.user_id == user_id)
+    owned = select(Folder.id).where(Folder.owner_id == user).correlate(None)
+    granted = select(FolderGrant.folder_id).where(FolderGrant.user_id == user)
     return owned.union_all(granted)  # type: ignore[return-value]
 
 
-def readable_folder_ids(user_id: uuid.UUID) -> Select[uuid.UUID]:
+def readable_folder_ids(user: UserRef) -> Select[uuid.UUID]:
     """Every folder the user may read: the roots and everything below them."""
     return (
         select(FolderPath.descendant_id)
-        .where(FolderPath.ancestor_id.in_(_root_folders(user_id)))
+        .where(FolderPath.ancestor_id.in_(_root_folders(user)))
         .correlate(None)
     )
 
@@ -43,18 +61,32 @@ def folder_readable(principal: Principal) -> ColumnElement[bool]:
     return Folder.id.in_(readable_folder_ids(principal.user_id))
 
 
+LIVE = Product.deleted_at.is_(None)
+
+
+def product_owned(user: UserRef) -> ColumnElement[bool]:
+    return Product.owner_id == user
+
+
+def product_shared(user: UserRef) -> ColumnElement[bool]:
+    """Products of other owners the user reaches by a grant on them or on a folder
+    above them. Disjoint from :func:`product_owned`, so the two can be counted apart:
+    the owned part is an index-only count, and the shared part is empty for most users."""
+    granted = select(ProductGrant.product_id).where(ProductGrant.user_id == user).correlate(None)
+    return (Product.owner_id != user) & (
+        Product.id.in_(granted) | Product.folder_id.in_(readable_folder_ids(user))
+    )
+
+
 def product_readable(principal: Principal) -> ColumnElement[bool]:
     """Live products the principal may read (soft-deleted ones are never readable)."""
-    live = Product.deleted_at.is_(None)
     if principal.is_admin:
-        return live
-    user_id = principal.user_id
-    granted = select(ProductGrant.product_id).where(ProductGrant.user_id == user_id)
-    return live & (
-        (Product.owner_id == user_id)
-        | Product.id.in_(granted)
-        | Product.folder_id.in_(readable_folder_ids(user_id))
-    )
+        return LIVE
+    return LIVE & readable_by(principal.user_id)
+
+
+def readable_by(user: UserRef) -> ColumnElement[bool]:
+    return product_owned(user) | product_shared(user)
 
 
 async def folder_level(session: AsyncSession, principal: Principal, folder_id: uuid.UUID) -> Level:

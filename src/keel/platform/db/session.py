@@ -21,7 +21,12 @@ _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     db = request.app.state.resources.db
     async with db.sessionmaker() as session:
-        if db.is_sqlite and request.method not in _READ_ONLY_METHODS:
+        if request.method in _READ_ONLY_METHODS:
+            # Reads run each statement on its own: PostgreSQL's READ COMMITTED gives every
+            # statement its own snapshot anyway, and BEGIN and COMMIT would be two more
+            # round trips on the hottest requests.
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        elif db.is_sqlite:
             # Take SQLite's write lock up front: a transaction that reads and then
             # writes fails at once (SQLITE_BUSY) when another writer got in between,
             # while one that starts IMMEDIATE waits its turn (busy_timeout).
@@ -49,6 +54,9 @@ async def _commit(session: AsyncSession, request: Request) -> None:
         await session.rollback()
         raise IdempotencyLeaseLost()
     await session.commit()
+    if request.method not in _READ_ONLY_METHODS:
+        # Whatever the write was, counted list totals may now be wrong.
+        request.app.state.resources.list_totals.invalidate()
 
 
 # scope="function": the commit runs after the endpoint returns and before the response
