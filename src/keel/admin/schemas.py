@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
-from keel.platform.http.envelope import Schema
+from keel.platform.http.envelope import Schema, not_null_in_schema
 from keel.users.models import Plan, Role
 
 # No control characters: PostgreSQL refuses NUL in text, and none belongs in a name.
@@ -24,13 +24,6 @@ class AdminUserFilters(Schema):
     )
 
 
-def _not_null_in_schema(schema: dict[str, Any]) -> None:
-    """Document an optional field as "omit it or give a value": null is refused (422)."""
-    variants = schema.pop("anyOf", [])
-    schema.update(next((v for v in variants if v.get("type") != "null"), {}))
-    schema.pop("default", None)
-
-
 class AdminUserUpdate(Schema):
     """What an admin may change on an account. Omitted fields stay as they are; any other
     field (e-mail, password, …) is refused with 422."""
@@ -38,17 +31,17 @@ class AdminUserUpdate(Schema):
     model_config = ConfigDict(extra="forbid")
 
     role: Role | None = Field(
-        None, description="New role: admin | moderator | user | guest.", json_schema_extra=_not_null_in_schema
+        None, description="New role: admin | moderator | user | guest.", json_schema_extra=not_null_in_schema
     )
     plan: Plan | None = Field(
-        None, description="New plan: free | pro | enterprise.", json_schema_extra=_not_null_in_schema
+        None, description="New plan: free | pro | enterprise.", json_schema_extra=not_null_in_schema
     )
     # Strict: JSON true/false only, never 0/1 or "yes" (the schema says boolean).
     is_active: StrictBool | None = Field(
         None,
         description="false deactivates the account: its sessions end at once, its API keys stop "
         "working and it can no longer log in. true reactivates it.",
-        json_schema_extra=_not_null_in_schema,
+        json_schema_extra=not_null_in_schema,
     )
 
     @field_validator("role", "plan", "is_active")

@@ -6,19 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
-from keel.platform.http.envelope import Schema
+from keel.platform.http.envelope import Schema, not_null_in_schema
 
 _LINE = r"^[^\x00-\x1f\x7f]*$"
 _TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_LINE)]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=_TEXT)]
-
-
-def _not_null_in_schema(schema: dict[str, Any]) -> None:
-    """Document an optional field as "omit it or give a value": null is refused (422)."""
-    variants = schema.pop("anyOf", [])
-    schema.update(next((v for v in variants if v.get("type") != "null"), {}))
-    schema.pop("default", None)
 
 
 class FolderCreate(Schema):
@@ -40,7 +33,7 @@ class FolderUpdate(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = Field(None, json_schema_extra=_not_null_in_schema, description="1..100 characters.")
+    name: Name | None = Field(None, json_schema_extra=not_null_in_schema, description="1..100 characters.")
     description: Description | None = Field(None, description="Up to 2,000 characters; null clears it.")
     parent_id: uuid.UUID | None = Field(None, description="New parent; null for the top level.")
 

@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from keel.platform.http.envelope import Schema
+from keel.platform.http.envelope import Schema, not_null_in_schema
 from keel.products.currencies import ISO_4217
 
 MAX_PRICE = Decimal("9999999999.99")
@@ -116,16 +116,6 @@ def format_cents(value: int) -> str:
     return f"{value // 100}.{value % 100:02d}"
 
 
-def _not_null_in_schema(schema: dict[str, Any]) -> None:
-    """Document an optional field as "omit it or give a value": null is refused (422)."""
-    variants = [v for v in schema.pop("anyOf", []) if v.get("type") != "null"]
-    if len(variants) == 1:
-        schema.update(variants[0])
-    else:
-        schema["anyOf"] = variants
-    schema.pop("default", None)
-
-
 class ProductCreate(Schema):
     """A new product, or (``PUT``) the whole of an existing one: omitted optional fields
     take their defaults."""
@@ -155,15 +145,15 @@ class ProductUpdate(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = Field(None, json_schema_extra=_not_null_in_schema, description="1..100 characters.")
+    name: Name | None = Field(None, json_schema_extra=not_null_in_schema, description="1..100 characters.")
     description: Description | None = Field(None, description="Up to 2,000 characters; null clears it.")
-    price: Price | None = Field(None, json_schema_extra=_not_null_in_schema, description="See ProductCreate.")
+    price: Price | None = Field(None, json_schema_extra=not_null_in_schema, description="See ProductCreate.")
     currency: Currency | None = Field(
-        None, json_schema_extra=_not_null_in_schema, description="ISO 4217 code."
+        None, json_schema_extra=not_null_in_schema, description="ISO 4217 code."
     )
-    stock: Stock | None = Field(None, json_schema_extra=_not_null_in_schema, description="Units in stock.")
+    stock: Stock | None = Field(None, json_schema_extra=not_null_in_schema, description="Units in stock.")
     category: Category | None = Field(None, description="1..50 characters; null clears it.")
-    tags: Tags | None = Field(None, json_schema_extra=_not_null_in_schema, description="Replaces all tags.")
+    tags: Tags | None = Field(None, json_schema_extra=not_null_in_schema, description="Replaces all tags.")
     folder_id: uuid.UUID | None = Field(None, description="Move to this folder; null takes it out of any.")
 
     @field_validator("name", "price", "currency", "stock", "tags")

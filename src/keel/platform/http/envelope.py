@@ -30,6 +30,17 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
 
+def not_null_in_schema(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` for an optional field of a partial update that refuses null
+    (422): documented as "omit it or give a value", not as nullable."""
+    variants = [variant for variant in schema.pop("anyOf", []) if variant.get("type") != "null"]
+    if len(variants) == 1:
+        schema.update(variants[0])
+    else:
+        schema["anyOf"] = variants
+    schema.pop("default", None)
+
+
 class Link(Schema):
     href: str = Field(description="Absolute path of the related resource.")
     rel: str = Field(description="Relation: self, next, prev, first, last, …")
