@@ -22,10 +22,13 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     db = request.app.state.resources.db
     async with db.sessionmaker() as session:
         if request.method in _READ_ONLY_METHODS:
-            # Reads run each statement on its own: PostgreSQL's READ COMMITTED gives every
-            # statement its own snapshot anyway, and BEGIN and COMMIT would be two more
-            # round trips on the hottest requests.
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            if not db.is_sqlite:
+                # Reads run each statement on its own: READ COMMITTED gives every
+                # statement its own snapshot anyway, and BEGIN and COMMIT would be two
+                # more round trips on the hottest requests. (Not on SQLite: leaving
+                # AUTOCOMMIT, pysqlite hands the connection back to the sqlite3 module's
+                # implicit transactions, which the engine turns off on purpose.)
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         elif db.is_sqlite:
             # Take SQLite's write lock up front: a transaction that reads and then
             # writes fails at once (SQLITE_BUSY) when another writer got in between,
