@@ -8,6 +8,7 @@ this gets 403. Every test re-reads what it touched, as someone who may see it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Callable
@@ -955,3 +956,21 @@ async def test_only_owners_list_or_revoke_grants(
     assert (listed.status_code, revoked.status_code) == (403, 403)
     assert other.email not in listed.text
     assert await grantee_ids(client, owner, url) == {str(member.id), str(other.id)}
+
+
+async def test_concurrent_grants_to_the_same_user_make_one_grant(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    owner, grantee = await accounts.create(), await accounts.create()
+    product = await create_product(client, owner)
+    url = f"{product_url(product['id'])}/permissions"
+    responses = await asyncio.gather(
+        *(
+            client.post(url, json={"user_id": str(grantee.id), "level": level}, headers=owner.headers)
+            for level in ("viewer", "editor", "viewer", "editor")
+        )
+    )
+    assert sorted(response.status_code for response in responses)[-1] < 300, [r.text for r in responses]
+    assert sum(response.status_code == 201 for response in responses) == 1
+    listed = (await client.get(url, headers=owner.headers)).json()["data"]
+    assert [grant["user_id"] for grant in listed] == [str(grantee.id)]

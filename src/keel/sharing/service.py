@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.audit import service as audit
@@ -104,8 +105,14 @@ async def grant(
     created = existing is None
     if existing is None:
         target = {"folder_id": resource_id} if kind == "folder" else {"product_id": resource_id}
-        session.add(model(**target, user_id=user.id, level=int(level), granted_by=principal.user_id))
-    else:
+        try:
+            async with session.begin_nested():
+                session.add(model(**target, user_id=user.id, level=int(level), granted_by=principal.user_id))
+        except IntegrityError:
+            # A concurrent request granted the same user first: change that grant instead.
+            existing = await repository.get_grant(session, model, resource_id, user.id)
+            created = False
+    if existing is not None:
         existing.level = int(level)
         existing.granted_by = principal.user_id
         existing.updated_at = now
