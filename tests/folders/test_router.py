@@ -5,6 +5,7 @@ anonymous and stranger callers. Refused requests are shown to change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from typing import Any
@@ -697,3 +698,19 @@ async def test_a_folder_id_that_is_not_a_uuid_names_no_resource(
     # Paths match UUIDs only (so /products/export is never taken for a product id).
     response = await client.get(folder_url("kitchen"), headers=owner.headers)
     assert_error(response, 404, "NOT_FOUND", None)
+
+
+async def test_two_folders_moved_into_each_other_at_once_make_no_cycle(
+    client: httpx.AsyncClient, owner: TestUser
+) -> None:
+    first, second = await create_folder(client, owner), await create_folder(client, owner)
+    moves = await asyncio.gather(
+        client.patch(folder_url(first["id"]), json={"parent_id": second["id"]}, headers=owner.headers),
+        client.patch(folder_url(second["id"]), json={"parent_id": first["id"]}, headers=owner.headers),
+    )
+    assert sorted(response.status_code for response in moves) == [200, 409]
+    parents = [
+        (await client.get(folder_url(folder["id"]), headers=owner.headers)).json()["data"]["parent_id"]
+        for folder in (first, second)
+    ]
+    assert parents.count(None) == 1  # one of them is still at the top: no cycle

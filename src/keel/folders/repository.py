@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, insert, literal, select, update
+from sqlalchemy import Row, Select, delete, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.folders.models import Folder, FolderPath
@@ -87,6 +87,19 @@ async def get_readable(
     if for_update:
         statement = statement.with_for_update(of=Folder)
     return (await session.execute(statement)).one_or_none()
+
+
+# Arbitrary constant: moves and nested creations take this PostgreSQL advisory lock, so a
+# cycle or depth check cannot be overtaken by another move committing meanwhile (two
+# folders moved into each other at once would both pass the check). SQLite's write
+# transaction is exclusive already.
+TREE_LOCK_KEY = 0x6B65656C_0001
+
+
+async def lock_tree(session: AsyncSession) -> None:
+    """Serialise changes to the folder tree's shape until this transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TREE_LOCK_KEY})
 
 
 async def get_depth(session: AsyncSession, folder_id: uuid.UUID) -> int | None:

@@ -47,6 +47,8 @@ async def _parent_depth(session: AsyncSession, principal: Principal, parent_id: 
 
 
 async def create(session: AsyncSession, principal: Principal, *, data: FolderCreate) -> FolderRow:
+    if data.parent_id is not None:
+        await repository.lock_tree(session)  # the parent's depth must not change under us
     depth = await _parent_depth(session, principal, data.parent_id) + 1
     if depth > MAX_DEPTH:
         raise FolderTooDeep(field="parent_id")
@@ -124,8 +126,12 @@ async def update(
     if_match: list[str] | None,
 ) -> FolderRow:
     """``PUT`` (every field) or ``PATCH`` (the fields sent); a new parent moves the subtree."""
-    row, level = await _writable(session, principal, folder_id, if_match, Level.EDITOR)
     fields = set(FolderCreate.model_fields) if isinstance(data, FolderCreate) else data.model_fields_set
+    if "parent_id" in fields:
+        # Before any row lock: every tree change takes the tree lock first, so two of
+        # them never wait on each other's rows (no deadlock).
+        await repository.lock_tree(session)
+    row, level = await _writable(session, principal, folder_id, if_match, Level.EDITOR)
     values = {name: getattr(data, name) for name in fields}
     if "parent_id" in fields and data.parent_id != row.parent_id:
         # Moving changes who can see the subtree (the new ancestors' grants): an owner's call.
@@ -161,6 +167,7 @@ async def delete(
 ) -> None:
     """Delete an empty folder, or with ``recursive`` the folder, its sub-folders and (soft)
     every product in them. Products already soft-deleted are taken out of the folder."""
+    await repository.lock_tree(session)
     row, _level = await _writable(session, principal, folder_id, if_match, Level.OWNER)
     subtree = repository.subtree_ids(row.id)
     if not recursive and (
