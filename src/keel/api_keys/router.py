@@ -1,5 +1,5 @@
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -9,7 +9,8 @@ from keel.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated
 from keel.audit.service import RequestMetaDep
 from keel.auth.dependencies import ApiKeysRead, ApiKeysWrite
 from keel.platform.db import SessionDep
-from keel.platform.http.envelope import Envelope, ErrorEnvelope, ok
+from keel.platform.http.docs import errors
+from keel.platform.http.envelope import Envelope, ok
 from keel.platform.http.pagination import PageParamsDep
 from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
@@ -20,16 +21,11 @@ router = APIRouter(prefix="/api/v2/api-keys", tags=["api-keys"], route_class=Kee
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _errors(statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    documented = {401: "Not authenticated, or the token or key is invalid.", **statuses}
-    return {status: {"model": ErrorEnvelope, "description": text} for status, text in documented.items()}
-
-
 @router.post(
     "",
     status_code=201,
     response_model=Envelope[ApiKeyCreated],
-    responses=_errors(
+    responses=errors(
         {
             403: "Missing `api_keys:write` (an API key needs it among its scopes).",
             409: "`CONFLICT`: the caller already has 50 live keys.",
@@ -50,7 +46,7 @@ async def create_api_key(
     return ok(body, status_code=201, headers={"Location": f"{router.prefix}/{key.id}", **NO_STORE})
 
 
-@router.get("", response_model=Envelope[list[ApiKey]], responses=_errors({403: "Missing `api_keys:read`."}))
+@router.get("", response_model=Envelope[list[ApiKey]], responses=errors({403: "Missing `api_keys:read`."}))
 async def list_api_keys(
     principal: ApiKeysRead,
     session: SessionDep,
@@ -69,7 +65,7 @@ async def list_api_keys(
 @router.get(
     "/{key_id}",
     response_model=Envelope[ApiKey],
-    responses=_errors(
+    responses=errors(
         {
             403: "Missing `api_keys:read`.",
             404: "No such live key among yours.",
@@ -87,7 +83,7 @@ async def get_api_key(key_id: uuid.UUID, principal: ApiKeysRead, session: Sessio
 @router.delete(
     "/{key_id}",
     status_code=204,
-    responses=_errors(
+    responses=errors(
         {403: "Missing `api_keys:write`.", 404: "No such live key among yours (or already revoked)."}
     ),
 )

@@ -69,15 +69,11 @@ async def list_page(
 async def list_after(
     session: AsyncSession, statement: Select[*tuple[Any, ...]], params: ListParams
 ) -> tuple[list[FolderRow], str | None]:
-    if params.cursor:
-        values, last_id = SORTING.decode_cursor(params.cursor, params.sort)
-        statement = statement.where(SORTING.after(params.sort, values, last_id))
+    after = SORTING.after_cursor(params.cursor, params.sort)
+    if after is not None:
+        statement = statement.where(after)
     ordered = statement.order_by(*SORTING.order_by(params.sort)).limit(params.per_page + 1)
-    rows = list((await session.execute(ordered)).all())
-    if len(rows) <= params.per_page:
-        return rows, None
-    rows = rows[: params.per_page]
-    return rows, SORTING.encode_cursor(params.sort, rows[-1]._mapping)
+    return SORTING.cut(list((await session.execute(ordered)).all()), params.sort, params.per_page)
 
 
 async def get_readable(

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
-from keel.platform.http.envelope import Schema, not_null_in_schema
+from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
 
-_LINE = r"^[^\x00-\x1f\x7f]*$"
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_LINE)]
-Description = Annotated[str, StringConstraints(max_length=2000, pattern=_TEXT)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=LINE_PATTERN)
+]
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
 
 
 class FolderCreate(Schema):
@@ -62,6 +62,6 @@ class FolderFilters(Schema):
 
     parent_id: uuid.UUID | None = Field(None, description="Only the direct sub-folders of this folder.")
     top_level: bool | None = Field(None, description="true: only top-level folders.")
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=_LINE)] | None = Field(
-        None, description="Case-insensitive substring of the name."
-    )
+    q: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=LINE_PATTERN)] | None
+    ) = Field(None, description="Case-insensitive substring of the name.")

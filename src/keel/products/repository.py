@@ -238,16 +238,13 @@ async def list_after(
 ) -> tuple[list[ProductRow], str | None]:
     """Cursor mode: one page after the cursor, and the next page's cursor if there is one."""
     clauses = filter_clauses(filters)
-    if params.cursor:
-        values, last_id = SORTING.decode_cursor(params.cursor, params.sort)
-        clauses.append(SORTING.after(params.sort, values, last_id))
+    after = SORTING.after_cursor(params.cursor, params.sort)
+    if after is not None:
+        clauses.append(after)
     statement = _rows_statement(principal.is_admin, params.sort, clauses, with_total=False)
     bound = {**viewer(principal), "limit": params.per_page + 1, "offset": 0}
     rows = list((await (await session.connection()).execute(statement, bound)).all())
-    if len(rows) <= params.per_page:
-        return rows, None
-    rows = rows[: params.per_page]
-    return rows, SORTING.encode_cursor(params.sort, rows[-1]._mapping)
+    return SORTING.cut(rows, params.sort, params.per_page)
 
 
 _GET_STATEMENTS: dict[tuple[bool, bool], Select[*tuple[Any, ...]]] = {}

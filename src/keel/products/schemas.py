@@ -19,22 +19,23 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from keel.platform.http.envelope import Schema, not_null_in_schema
+from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
 from keel.products.currencies import ISO_4217
 
 MAX_PRICE = Decimal("9999999999.99")
 MAX_STOCK = 2_147_483_647
 MAX_TAGS = 10
-# Printable text only: PostgreSQL refuses NUL, and no control character belongs in a name.
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-_LINE = r"^[^\x00-\x1f\x7f]*$"
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_LINE)]
-Description = Annotated[str, StringConstraints(max_length=2000, pattern=_TEXT)]
-Category = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_LINE)
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=LINE_PATTERN)
 ]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=_LINE)]
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
+Category = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=LINE_PATTERN)
+]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=LINE_PATTERN)
+]
 
 
 def _price_input(value: Any) -> Any:
@@ -185,9 +186,9 @@ class Product(Schema):
 class ProductFilters(Schema):
     """Query filters of product lists and exports, combined with AND."""
 
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=_LINE)] | None = Field(
-        None, description="Case-insensitive substring of the name or the description."
-    )
+    q: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=LINE_PATTERN)] | None
+    ) = Field(None, description="Case-insensitive substring of the name or the description.")
     category: Category | None = Field(None, description="Exact category.")
     min_price: Price | None = Field(None, description="Price >= this.")
     max_price: Price | None = Field(None, description="Price <= this.")

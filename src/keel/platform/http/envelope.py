@@ -30,6 +30,12 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
 
+# Patterns for user text. A line: no control characters at all. Free text: tabs and
+# newlines allowed. PostgreSQL refuses NUL in text, and no other control belongs there.
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
 def not_null_in_schema(schema: dict[str, Any]) -> None:
     """``json_schema_extra`` for an optional field of a partial update that refuses null
     (422): documented as "omit it or give a value", not as nullable."""

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import orjson
 import pydantic_core
 from fastapi import Query, Request
-from sqlalchemy import ColumnElement, RowMapping, SQLColumnExpression, and_, or_, tuple_
+from sqlalchemy import ColumnElement, Row, RowMapping, SQLColumnExpression, and_, or_, tuple_
 from starlette.responses import Response
 
 from keel.platform.http.envelope import Link, RawJSON, ok
@@ -128,6 +128,23 @@ class Sorting:
         return or_(*alternatives)
 
     # --- Cursors -----------------------------------------------------------------
+
+    def after_cursor(self, cursor: str | None, keys: Sequence[SortKey]) -> ColumnElement[bool] | None:
+        """The keyset predicate for a request's cursor (None for the first page)."""
+        if not cursor:
+            return None
+        values, last_id = self.decode_cursor(cursor, keys)
+        return self.after(keys, values, last_id)
+
+    def cut(
+        self, rows: list[Row[*tuple[Any, ...]]], keys: Sequence[SortKey], per_page: int
+    ) -> tuple[list[Row[*tuple[Any, ...]]], str | None]:
+        """``per_page + 1`` rows fetched → the page, and the next page's cursor if the
+        extra row shows there is one."""
+        if len(rows) <= per_page:
+            return rows, None
+        rows = rows[:per_page]
+        return rows, self.encode_cursor(keys, rows[-1]._mapping)
 
     def encode_cursor(self, keys: Sequence[SortKey], row: RowMapping) -> str:
         """The cursor pointing after ``row`` (which holds the sort columns and the id)."""
