@@ -5,7 +5,9 @@ from keel.audit.models import AuditLog
 from keel.auth.models import AuthSession, LoginThrottle, RecoveryCode, RefreshToken
 from keel.folders.models import Folder, FolderPath
 from keel.platform.db.base import Base
+from keel.platform.events import Event
 from keel.platform.http.idempotency_store import IdempotencyRecord
+from keel.platform.queue.models import Job, Schedule
 from keel.products.models import Product
 from keel.sharing.models import FolderGrant, ProductGrant
 from keel.users.models import User
@@ -15,14 +17,17 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "Base",
+    "Event",
     "Folder",
     "FolderGrant",
     "FolderPath",
     "IdempotencyRecord",
+    "Job",
     "LoginThrottle",
     "Product",
     "ProductGrant",
     "RecoveryCode",
     "RefreshToken",
+    "Schedule",
     "User",
 ]

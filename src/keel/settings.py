@@ -10,7 +10,7 @@ import ipaddress
 import json
 import os
 import secrets
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -161,6 +161,56 @@ class Settings(BaseSettings):
         "any write it serves drops them all. 0 counts on every request.",
     )
 
+    # --- Jobs ----------------------------------------------------------------------
+    worker_in_process: bool | None = Field(
+        None,
+        description="Run a job worker inside `keel serve`. Default: on for SQLite (embedded "
+        "mode), off otherwise (run `keel worker`).",
+    )
+    worker_concurrency: int = Field(8, ge=1, le=256, description="Jobs one worker runs at once.")
+    worker_poll_ms: int = Field(
+        1000, ge=10, le=60_000, description="How often an idle worker looks for due jobs without a wake-up."
+    )
+    job_lease_seconds: int = Field(
+        30,
+        ge=2,
+        le=3600,
+        description="A running job whose worker stops renewing it for this long is retried.",
+    )
+    worker_shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM, how long running jobs may finish before they are released.",
+    )
+    job_retention_days: int = Field(
+        7, ge=1, le=365, description="Finished jobs and dispatched events are deleted after this."
+    )
+    audit_retention_days: int = Field(
+        365, ge=1, le=36_500, description="Audit log entries older than this are deleted."
+    )
+
+    # --- Webhooks ------------------------------------------------------------------
+    webhooks_allow_private_targets: bool = Field(
+        False,
+        description="Allow webhook URLs that resolve to loopback, private or link-local "
+        "addresses. For local development and tests only.",
+    )
+    webhooks_allow_http: bool | None = Field(
+        None, description="Allow http:// webhook URLs. Default: off in production, on otherwise."
+    )
+    webhook_disable_after: timedelta = Field(
+        timedelta(days=5),
+        description="A subscription failing continuously this long is disabled (ISO 8601 duration "
+        "such as P5D, or seconds).",
+    )
+    webhook_disable_after_failures: int = Field(
+        50, ge=1, le=100_000, description="...or after this many consecutive failed deliveries."
+    )
+    webhook_secret_overlap_hours: int = Field(
+        24, ge=0, le=720, description="After a secret rotation, the previous secret keeps signing this long."
+    )
+
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = Field(
@@ -243,6 +293,14 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def runs_worker_in_process(self) -> bool:
+        return self.is_sqlite if self.worker_in_process is None else self.worker_in_process
+
+    @property
+    def allows_http_webhooks(self) -> bool:
+        return not self.is_production if self.webhooks_allow_http is None else self.webhooks_allow_http
 
     @property
     def effective_log_format(self) -> str:

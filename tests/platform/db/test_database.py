@@ -140,11 +140,15 @@ async def test_migrations_build_exactly_the_models_schema(settings: Settings) ->
     finally:
         await engine.dispose()
     # Tables of other tests' probe models share the database on PostgreSQL; GIN indexes
-    # exist on PostgreSQL only.
+    # exist on PostgreSQL only; SQLite reflects the claim index's `priority DESC` as a
+    # plain column, so autogenerate cannot compare it there.
     differences = [
         d
         for d in differences
         if not (d[0] == "remove_table" and d[1].name.startswith("probe_"))
         and not (settings.is_sqlite and d[0] == "add_index" and d[1].dialect_options["postgresql"]["using"])
+        and not (
+            settings.is_sqlite and d[0] in ("add_index", "remove_index") and d[1].name == "ix_jobs_claim"
+        )
     ]
     assert differences == []

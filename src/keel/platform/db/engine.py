@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +89,16 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[AsyncSession]:
+        """A session for a transaction that writes; the caller commits."""
+        async with self.sessionmaker() as session:
+            if self.is_sqlite:
+                # Read-then-write transactions on SQLite must hold the write lock from
+                # the start, or a concurrent writer makes them fail with SQLITE_BUSY.
+                await session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

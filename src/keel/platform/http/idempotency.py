@@ -295,7 +295,7 @@ async def purge_expired_periodically(db: Database, *, every: float = PURGE_INTER
     while True:
         await asyncio.sleep(every)
         try:
-            async with store.write_session(db) as session:
+            async with db.writer() as session:
                 purged = await store.purge_expired(session, utcnow())
                 await session.commit()
         except Exception:

@@ -5,8 +5,6 @@ middleware (``idempotency.py``) decides what to answer."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
@@ -29,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import Delete, Update
 
 from keel.platform.db.base import Base, IdMixin, utcnow
-from keel.platform.db.engine import SQLITE_BEGIN_OPTION, Database
+from keel.platform.db.engine import Database
 
 
 class State(StrEnum):
@@ -78,16 +76,6 @@ async def _affected(session: AsyncSession, statement: Delete | Update) -> int:
     return result.rowcount
 
 
-@asynccontextmanager
-async def write_session(db: Database) -> AsyncIterator[AsyncSession]:
-    async with db.sessionmaker() as session:
-        if db.is_sqlite:
-            # Read-then-write transactions on SQLite must hold the write lock from the
-            # start, or a concurrent writer makes them fail with SQLITE_BUSY.
-            await session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        yield session
-
-
 def _replaceable(record: IdempotencyRecord, fingerprint: str, now: datetime) -> bool:
     """An expired record counts as absent; an in-progress one past its lease belongs to
     a request that died before committing, so the same request may take it over."""
@@ -110,7 +98,7 @@ async def claim(
     """
     for _ in range(_CLAIM_ATTEMPTS):
         now = utcnow()
-        async with write_session(db) as session:
+        async with db.writer() as session:
             existing = (
                 await session.execute(
                     select(IdempotencyRecord).where(
@@ -181,7 +169,7 @@ async def complete(
     body: bytes,
     encrypted: bool,
 ) -> None:
-    async with write_session(db) as session:
+    async with db.writer() as session:
         await session.execute(
             update(IdempotencyRecord)
             .where(
@@ -202,7 +190,7 @@ async def complete(
 async def release(db: Database, record_id: uuid.UUID) -> None:
     """Forget a claim whose response is not replayed, so a retry runs again; unless the
     handler committed, since running it again would repeat its changes."""
-    async with write_session(db) as session:
+    async with db.writer() as session:
         await session.execute(
             delete(IdempotencyRecord).where(
                 IdempotencyRecord.id == record_id, IdempotencyRecord.state == State.IN_PROGRESS

@@ -1,0 +1,35 @@
+"""The catalogue of domain events: what webhooks can subscribe to and what the real-time
+streams carry. Each name is ``<resource>.<what happened>``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    PRODUCT_CREATED = "product.created"
+    PRODUCT_UPDATED = "product.updated"
+    PRODUCT_DELETED = "product.deleted"
+    PRODUCT_RESTORED = "product.restored"
+    FOLDER_CREATED = "folder.created"
+    FOLDER_UPDATED = "folder.updated"
+    FOLDER_DELETED = "folder.deleted"
+    USER_CREATED = "user.created"
+    JOB_SUCCEEDED = "job.succeeded"
+    JOB_FAILED = "job.failed"
+    WEBHOOK_TEST = "webhook.test"
+
+
+DESCRIPTIONS: dict[EventType, str] = {
+    EventType.PRODUCT_CREATED: "A product was created; `data` is the product.",
+    EventType.PRODUCT_UPDATED: "A product was replaced or changed; `data` is the product after the change.",
+    EventType.PRODUCT_DELETED: "A product was deleted (soft); `data` is the product as it was.",
+    EventType.PRODUCT_RESTORED: "An admin restored a deleted product; `data` is the product.",
+    EventType.FOLDER_CREATED: "A folder was created; `data` is the folder.",
+    EventType.FOLDER_UPDATED: "A folder was renamed, moved or changed; `data` is the folder after it.",
+    EventType.FOLDER_DELETED: "A folder was deleted; `data` is the folder as it was.",
+    EventType.USER_CREATED: "An account was registered; `data` is the user (sent to admins' subscriptions).",
+    EventType.JOB_SUCCEEDED: "A job of yours finished; `data` is the job with its result.",
+    EventType.JOB_FAILED: "A job of yours failed for good; `data` is the job with its error.",
+    EventType.WEBHOOK_TEST: "Sent by `POST /webhooks/{id}/test` to that subscription only.",
+}
