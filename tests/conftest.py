@@ -47,7 +47,8 @@ def migrate(settings: Settings) -> None:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"env": "test", "log_level": "INFO", "_env_file": None}
+    # No in-process worker unless a test asks: background jobs would race the assertions.
+    values: dict[str, Any] = {"env": "test", "log_level": "INFO", "_env_file": None, "worker_in_process": False}
     values.update(overrides)
     return Settings(**values)
 

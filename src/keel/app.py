@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import structlog
@@ -22,16 +22,18 @@ from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
 from keel.metrics.router import router as metrics_router
 from keel.platform.http.handlers import install_exception_handlers
-from keel.platform.http.idempotency import IdempotencyMiddleware, purge_expired_periodically
+from keel.platform.http.idempotency import IdempotencyMiddleware
 from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrustedHostMiddleware
 from keel.platform.http.openapi import install_openapi
 from keel.platform.http.routing import add_routes, operation_id
 from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware, v1_openapi
 from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
+from keel.platform.queue.worker import InProcessWorker
 from keel.platform.resources import Resources
 from keel.products.router import router as products_router
 from keel.settings import Environment, Settings, load_settings
+from keel.tasks import registry as task_registry
 from keel.users.bootstrap import ensure_admin
 from keel.users.router import router as users_router
 
@@ -78,22 +80,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = Resources.open(settings, metrics)
         app.state.resources = resources
         flusher = asyncio.create_task(_flush_periodically(access_log))
-        purger = asyncio.create_task(purge_expired_periodically(resources.db))
+        worker = InProcessWorker.start(resources, task_registry) if settings.runs_worker_in_process else None
         log.info(
             "keel.started",
             env=settings.env.value,
             database=resources.db.engine.dialect.name,
             redis=resources.redis is not None,
+            worker=worker is not None,
         )
         try:
             await ensure_admin(resources)  # KEEL_ADMIN_EMAIL / KEEL_ADMIN_PASSWORD, when set
             yield
         finally:
             flusher.cancel()
-            purger.cancel()
-            # Awaited: a purge cut short must be rolled back before the engine goes.
-            with suppress(asyncio.CancelledError):
-                await purger
+            if worker is not None:
+                # Running jobs get the shutdown grace to finish, then are released.
+                await worker.stop()
             await resources.close()
             log.info("keel.stopped")
             access_log.flush()

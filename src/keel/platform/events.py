@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import JSON, ForeignKey, String, insert, select
+from sqlalchemy import JSON, ForeignKey, String, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,6 +28,7 @@ from keel.platform.queue.registry import task
 log = structlog.get_logger("keel.events")
 
 DISPATCH_TASK = "events.dispatch"
+PURGE_TASK = "events.purge"
 
 
 class Event(IdMixin, Base):
@@ -100,3 +101,12 @@ async def dispatch(ctx: JobContext) -> dict[str, Any]:
         log.debug("events.dispatch", event_id=str(event_id), consumer=name)
         await fn(ctx, event)
     return {"consumers": len(_consumers)}
+
+
+@task(PURGE_TASK, max_attempts=3, timeout=600.0)
+async def purge(ctx: JobContext) -> dict[str, Any]:
+    """Events older than the job retention: their dispatch is long done."""
+    cutoff = utcnow() - timedelta(days=ctx.resources.settings.job_retention_days)
+    async with ctx.transaction() as session:
+        result = await session.execute(delete(Event).where(Event.occurred_at < cutoff))
+    return {"deleted": result.rowcount}  # type: ignore[attr-defined]

@@ -18,7 +18,6 @@ without the work being done twice.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
@@ -43,6 +42,8 @@ from keel.platform.http.errors import (
     ValidationFailed,
 )
 from keel.platform.http.middleware import BodyTooLarge
+from keel.platform.queue.context import JobContext
+from keel.platform.queue.registry import task
 from keel.platform.resources import Resources
 from keel.platform.security.crypto import SecretBox
 
@@ -56,7 +57,7 @@ _VALID_KEY = re.compile(rb"[\x21-\x7e]{1,255}")
 # headers, CORS) belongs to the retry and is added by the outer layers again.
 STORED_HEADERS = frozenset({b"content-type", b"location", b"etag", b"link", b"cache-control"})
 MAX_STORED_BYTES = 1_048_576
-PURGE_INTERVAL_SECONDS = 600.0
+PURGE_TASK = "idempotency.purge"
 # A response the server marked ``no-store`` (an API key's secret, shown once) must not
 # sit in the database in plaintext either: it is stored encrypted.
 _NO_STORE = re.compile(rb"(^|[,\s])no-store($|[,\s])", re.IGNORECASE)
@@ -290,18 +291,9 @@ async def _release_quietly(db: Database, record_id: uuid.UUID) -> None:
         log.warning("idempotency.release.failed", record_id=str(record_id), exc_info=True)
 
 
-async def purge_expired_periodically(db: Database, *, every: float = PURGE_INTERVAL_SECONDS) -> None:
-    """Delete expired records every ``every`` seconds until cancelled."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            async with db.writer() as session:
-                purged = await store.purge_expired(session, utcnow())
-                await session.commit()
-        except Exception:
-            # Whatever went wrong (the database is down, a lock timed out), the next
-            # round tries again: a loop that died here would stop purging for good.
-            log.warning("idempotency.purge.failed", exc_info=True)
-            continue
-        if purged:
-            log.info("idempotency.purged", count=purged)
+@task(PURGE_TASK, max_attempts=3, timeout=600.0)
+async def purge_expired(ctx: JobContext) -> dict[str, int]:
+    """Delete expired records (a periodic task)."""
+    async with ctx.transaction() as session:
+        purged = await store.purge_expired(session, utcnow())
+    return {"deleted": purged}

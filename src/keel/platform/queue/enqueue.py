@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.platform.db.base import utcnow
+from keel.platform.db.dialect import insert_for
 from keel.platform.db.ids import new_id
 from keel.platform.db.session import after_commit
 from keel.platform.queue.models import Job, Status
@@ -113,21 +113,21 @@ async def enqueue(
         await session.execute(insert(Job), [row])
         await _announce(session)
         return uuid.UUID(str(row["id"]))
-    dialect = session.get_bind().dialect.name
-    insert_stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Job)
     statement = (
-        insert_stmt.values(**row)
+        insert_for(session, Job)
+        .values(**row)
         .on_conflict_do_nothing(
             index_elements=["dedupe_key"], index_where=text("status IN ('queued', 'running')")
         )
         .returning(Job.id)
     )
-    inserted = (await session.execute(statement)).scalar_one_or_none()
+    inserted: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
     if inserted is not None:
         await _announce(session)
         return inserted
     live = select(Job.id).where(Job.dedupe_key == dedupe_key, Job.status.in_(("queued", "running")))
-    return (await session.execute(live)).scalar_one()
+    existing: uuid.UUID = (await session.execute(live)).scalar_one()
+    return existing
 
 
 async def enqueue_many(

@@ -12,9 +12,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from keel.platform.queue.context import JobContext
+    from keel.platform.queue.models import Job
 
 Handler = Callable[["JobContext"], Awaitable[Any]]
+# Called in the transaction that records how a user's job ended (owner_id set).
+FinishedHook = Callable[["AsyncSession", "Job"], Awaitable[None]]
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -45,6 +50,7 @@ class Registry:
     def __init__(self) -> None:
         self.tasks: dict[str, TaskSpec] = {}
         self.periodic: dict[str, PeriodicSpec] = {}
+        self.finished_hooks: list[FinishedHook] = []
 
     def task(
         self,
@@ -68,6 +74,12 @@ class Registry:
         if task not in self.tasks:
             raise UnknownTask(task)
         self.periodic[task] = PeriodicSpec(task, interval)
+
+    def on_finished(self, hook: FinishedHook) -> FinishedHook:
+        """Register ``hook`` to run when a user's job ends for good (not on a retry)."""
+        if hook not in self.finished_hooks:
+            self.finished_hooks.append(hook)
+        return hook
 
     def get(self, name: str) -> TaskSpec:
         try:

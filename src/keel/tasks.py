@@ -1,0 +1,21 @@
+"""Every domain's job handlers, imported so a worker knows them all (as ``keel.models``
+does for the schema), and the periodic tasks, declared here in one place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from keel.audit import tasks as audit_tasks
+from keel.auth import tasks as auth_tasks
+from keel.platform import events
+from keel.platform.http import idempotency
+from keel.platform.queue import maintenance
+from keel.platform.queue.registry import registry
+
+registry.every(timedelta(minutes=10), idempotency.PURGE_TASK)
+registry.every(timedelta(hours=1), auth_tasks.PURGE_TASK)
+registry.every(timedelta(hours=1), maintenance.PURGE_TASK)
+registry.every(timedelta(hours=1), events.PURGE_TASK)
+registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
+
+__all__ = ["registry"]
