@@ -1,4 +1,4 @@
-"""``keel`` command line: serve, database migrations, accounts, demo data, OpenAPI export."""
+"""``keel`` command line: serve, worker, database migrations, accounts, demo data, OpenAPI export."""
 
 from __future__ import annotations
 
@@ -87,6 +87,27 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="Jobs run at once (default KEEL_WORKER_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Run background jobs until SIGTERM/SIGINT (then finish or release running ones)."""
+    from keel import worker as worker_process
+
+    settings = _settings()
+    if settings.should_auto_migrate:
+        asyncio.run(_upgrade(settings, "head"))
+    if sys.platform != "win32":
+        import uvloop
+
+        uvloop.run(worker_process.run(settings, concurrency=concurrency))
+    else:
+        asyncio.run(worker_process.run(settings, concurrency=concurrency))
 
 
 @users_app.command("create-admin")

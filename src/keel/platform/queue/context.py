@@ -39,6 +39,8 @@ class JobContext:
     max_attempts: int
     owner_id: uuid.UUID | None
     resources: Resources
+    # The lease owner running it: "<host>:<pid>:<random>".
+    worker: str
     _report_progress: Callable[[uuid.UUID, int], Awaitable[None]]
 
     @property

@@ -403,6 +403,7 @@ class Worker:
             max_attempts=job.max_attempts,
             owner_id=job.owner_id,
             resources=self.resources,
+            worker=self.name,
             _report_progress=self._progress,
         )
 
@@ -557,6 +558,7 @@ async def drain(resources: Resources, *, now: datetime | None = None, tasks: Reg
                 max_attempts=job.max_attempts,
                 owner_id=job.owner_id,
                 resources=resources,
+                worker=owner,
                 _report_progress=_progress_writer(resources.db),
             )
             try:
