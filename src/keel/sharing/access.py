@@ -131,13 +131,16 @@ async def product_level(
     return level
 
 
-async def product_level_by_id(session: AsyncSession, principal: Principal, product_id: uuid.UUID) -> Level:
-    """The principal's level on a live product (``NONE`` when it may not see it)."""
+async def product_level_by_id(
+    session: AsyncSession, principal: Principal, product_id: uuid.UUID, *, include_deleted: bool = False
+) -> Level:
+    """The principal's level on a live product (``NONE`` when it may not see it). With
+    ``include_deleted``, on a soft-deleted one too: the level it had, which decides who
+    hears of the deletion."""
+    readable = true() if include_deleted else product_readable(principal)
     row = (
         await session.execute(
-            select(Product.owner_id, Product.folder_id).where(
-                Product.id == product_id, product_readable(principal)
-            )
+            select(Product.owner_id, Product.folder_id).where(Product.id == product_id, readable)
         )
     ).one_or_none()
     if row is None:
