@@ -20,6 +20,7 @@ from keel.auth.dependencies import identify_caller
 from keel.auth.router import router as auth_router
 from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
+from keel.jobs.router import router as jobs_router
 from keel.metrics.router import router as metrics_router
 from keel.platform.http.handlers import install_exception_handlers
 from keel.platform.http.idempotency import IdempotencyMiddleware
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users_router,
         api_keys_router,
         admin_router,
+        jobs_router,
     ):
         add_routes(app, router)
     _add_versioned_schemas(app)
