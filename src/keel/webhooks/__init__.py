@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions, signed deliveries of domain events, retries and replays."""
