@@ -11,6 +11,7 @@ from keel.platform.queue.models import Job, Schedule
 from keel.products.models import Product
 from keel.sharing.models import FolderGrant, ProductGrant
 from keel.users.models import User
+from keel.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -30,4 +31,7 @@ __all__ = [
     "RefreshToken",
     "Schedule",
     "User",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]
