@@ -1,5 +1,5 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import FileResponse, Response
@@ -45,7 +45,9 @@ def accepted_response(accepted: JobAccepted) -> Response:
     )
 
 
-ACCEPTED = {202: {"model": Envelope[JobAccepted], "description": ACCEPTED_DESCRIPTION}}
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": Envelope[JobAccepted], "description": ACCEPTED_DESCRIPTION}
+}
 
 
 def _respond(request: Request, row: JobRow) -> Response:

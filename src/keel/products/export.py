@@ -91,6 +91,23 @@ async def batches(
         after = rows[-1]
 
 
+async def encoded(
+    sessionmaker: Callable[[], AsyncSession],
+    principal: Principal,
+    *,
+    filters: ProductFilters,
+    format: ExportFormat,
+) -> AsyncIterator[tuple[int, bytes]]:
+    """The export's bytes, a batch at a time, each with the number of rows it holds: the
+    body of :func:`stream` and the file of a ``products.export`` job."""
+    first = True
+    async for batch in batches(sessionmaker, principal, filters):
+        yield len(batch), _csv(batch, header=first) if format == "csv" else _ndjson(batch)
+        first = False
+    if first and format == "csv":
+        yield 0, _csv([], header=True)
+
+
 def stream(
     sessionmaker: async_sessionmaker[AsyncSession],
     principal: Principal,
@@ -99,12 +116,8 @@ def stream(
     format: ExportFormat,
 ) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
-        first = True
-        async for batch in batches(sessionmaker, principal, filters):
-            yield _csv(batch, header=first) if format == "csv" else _ndjson(batch)
-            first = False
-        if first and format == "csv":
-            yield _csv([], header=True)
+        async for _rows, chunk in encoded(sessionmaker, principal, filters=filters, format=format):
+            yield chunk
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {

@@ -148,6 +148,12 @@ def visible(principal: Principal, filters: ProductFilters | None = None) -> Sele
     return select(*COLUMNS).where(_readable(principal.is_admin), *filter_clauses(filters))
 
 
+async def count_visible(session: AsyncSession, principal: Principal, filters: ProductFilters | None) -> int:
+    """How many live products the principal may read match the filters (an export's size)."""
+    statement = _count_statement(principal.is_admin, filter_clauses(filters))
+    return int((await session.execute(statement, viewer(principal))).scalar_one())
+
+
 def _total(admin: bool, clauses: Sequence[ColumnElement[bool]]) -> ColumnElement[int]:
     """The number of visible rows, as a scalar subquery. A user's own rows and the rows
     shared with them are counted apart: an OR of the two defeats the indexes, while the

@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from keel.jobs.schemas import AsyncOptions
 from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
 from keel.products.currencies import ISO_4217
 
@@ -200,3 +201,19 @@ class ProductFilters(Schema):
 
 
 ExportFormat = Literal["csv", "ndjson"]
+
+
+class ExportJobFilters(ProductFilters):
+    """The product list's filters, in a JSON body: an unknown name is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExportJobCreate(AsyncOptions):
+    """An export written to a file by a job (``products.export``), for large catalogues."""
+
+    format: ExportFormat = Field("csv", description="csv or ndjson (one JSON object per line).")
+    filters: ExportJobFilters = Field(
+        default_factory=ExportJobFilters,
+        description="As the query parameters of `GET /products` (and `/products/export`).",
+    )
