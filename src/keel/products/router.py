@@ -1,10 +1,14 @@
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from keel.audit.service import RequestMetaDep
+from keel.jobs import service as jobs
+from keel.jobs.router import ACCEPTED, accepted_response
+from keel.jobs.schemas import JobAccepted
 from keel.platform.db import SessionDep
 from keel.platform.http.docs import NOT_MODIFIED, errors
 from keel.platform.http.envelope import Envelope
@@ -12,10 +16,17 @@ from keel.platform.http.etag import IfMatch, IfNoneMatch, resource_response
 from keel.platform.http.listing import ListParams, list_params, list_response
 from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
-from keel.products import export, repository, service
-from keel.products.auth import ProductsAdmin, ProductsRead, ProductsWrite
+from keel.products import export, repository, service, tasks
+from keel.products.auth import ProductsAdmin, ProductsExportJob, ProductsRead, ProductsWrite
 from keel.products.repository import ProductRow
-from keel.products.schemas import ExportFormat, Product, ProductCreate, ProductFilters, ProductUpdate
+from keel.products.schemas import (
+    ExportFormat,
+    ExportJobCreate,
+    Product,
+    ProductCreate,
+    ProductFilters,
+    ProductUpdate,
+)
 from keel.sharing.router import add_permission_routes
 
 router = APIRouter(prefix="/api/v2/products", tags=["products"], route_class=KeelRoute)
@@ -61,6 +72,54 @@ async def export_products(
     Rows are read in batches, so memory stays flat whatever the count.
     """
     return export.stream(resources.db.sessionmaker, principal, filters=filters, format=format)
+
+
+@dataclass(frozen=True, slots=True)
+class _ExportJobRequest:
+    data: ExportJobCreate
+    webhook: jobs.WebhookTarget | None
+
+
+async def _export_job_request(data: ExportJobCreate, resources: ResourcesDep) -> _ExportJobRequest:
+    # A dependency, declared before the session: the webhook_url check looks its host up,
+    # which must not happen while the request's transaction holds SQLite's write lock.
+    return _ExportJobRequest(data, await jobs.check_webhook_url(resources.settings, data.webhook_url))
+
+
+@router.post(
+    "/export-jobs",
+    status_code=202,
+    response_model=Envelope[JobAccepted],
+    responses={
+        **ACCEPTED,
+        **errors(
+            {
+                403: "Missing `products:read` or `jobs:write`.",
+                422: "`VALIDATION_ERROR`: a field is invalid, or `webhook_url` may not be called "
+                "(the message says why).",
+            }
+        ),
+    },
+)
+async def create_export_job(
+    principal: ProductsExportJob,
+    export_request: Annotated[_ExportJobRequest, Depends(_export_job_request)],
+    session: SessionDep,
+) -> Response:
+    """Export in the background: a job writes the file, then `GET /jobs/{id}/download`.
+
+    The file holds what `GET /products/export` would stream with the same filters, for
+    the products you may see when the job runs. The job's result is `{rows, bytes, format,
+    download}`; with `webhook_url`, the end of the job is POSTed there, signed.
+    """
+    accepted = await jobs.submit(
+        session,
+        principal,
+        kind=tasks.EXPORT_TASK,
+        payload=tasks.export_payload(export_request.data),
+        webhook=export_request.webhook,
+    )
+    return accepted_response(accepted)
 
 
 @router.get(
