@@ -37,6 +37,7 @@ from keel.settings import Environment, Settings, load_settings
 from keel.tasks import registry as task_registry
 from keel.users.bootstrap import ensure_admin
 from keel.users.router import router as users_router
+from keel.webhooks.router import router as webhooks_router
 
 log = structlog.get_logger("keel")
 
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_keys_router,
         admin_router,
         jobs_router,
+        webhooks_router,
     ):
         add_routes(app, router)
     _add_versioned_schemas(app)
