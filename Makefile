@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint fmt typecheck bench openapi clean
+.PHONY: install run test test-fast lint fmt typecheck bench bench-queue openapi clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -44,6 +44,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/queue.py
+
+bench-queue: install
+	$(BIN)/python bench/queue.py $(BENCH_QUEUE_ARGS)
 
 openapi: install
 	@$(BIN)/keel openapi

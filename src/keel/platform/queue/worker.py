@@ -311,7 +311,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
-        self._unflushed = 0
+        self._flush_lock = asyncio.Lock()
         self._loops: list[asyncio.Task[None]] = []
 
     # Lifecycle ------------------------------------------------------------------------
@@ -336,6 +336,7 @@ class Worker:
             for task in self._loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._flush()
             local_wakeups.discard(self._wake)
             log.info("queue.worker.stopped", worker=self.name)
 
@@ -430,6 +431,10 @@ class Worker:
     # Background loops --------------------------------------------------------------------
 
     async def _flush(self) -> None:
+        async with self._flush_lock:
+            await self._flush_batch()
+
+    async def _flush_batch(self) -> None:
         batch: list[Outcome] = []
         while not self._outcomes.empty():
             batch.append(self._outcomes.get_nowait())
@@ -451,7 +456,9 @@ class Worker:
         while True:
             first = await self._outcomes.get()
             self._outcomes.put_nowait(first)
-            await self._flush()
+            # Shielded: stopping the worker cancels this loop, but never a write in
+            # flight; the final flush waits for it on the lock.
+            await asyncio.shield(self._flush())
 
     async def _heartbeat_loop(self) -> None:
         while True:
