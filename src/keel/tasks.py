@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import keel.models  # noqa: F401 - every table, so a worker's statements resolve foreign keys
 from keel.audit import tasks as audit_tasks
 from keel.auth import tasks as auth_tasks
 from keel.platform import events
