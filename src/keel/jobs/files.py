@@ -10,6 +10,7 @@ block on a disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -80,3 +81,23 @@ async def download_of(job_id: uuid.UUID, result: Any, *, root: Path | None = Non
         return None
     path = path_of(job_id, format, root=root)
     return (path, MEDIA_TYPES[format]) if await anyio.Path(path).is_file() else None
+
+
+def _purge(directory: Path, cutoff: float) -> int:
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if entry.is_file() and entry.stat().st_mtime < cutoff:
+            with contextlib.suppress(FileNotFoundError):  # another worker got there first
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+async def purge_older_than(cutoff: float, *, root: Path | None = None) -> int:
+    """Delete files (and temporaries a crashed worker left) last written before ``cutoff``
+    (epoch seconds); how many."""
+    return await anyio.to_thread.run_sync(_purge, directory(root), cutoff)

@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from keel.event_types import EventType
-from keel.jobs import repository
+from keel.jobs import files, repository
 from keel.jobs.service import WEBHOOK_URL_KEY, webhook_secret
 from keel.platform.events import Event, consumer
 from keel.platform.outbound import signing
@@ -31,6 +31,7 @@ from keel.platform.queue import JobContext, JobFailed, Retry, enqueue, task
 log = structlog.get_logger("keel.jobs")
 
 NOTIFY_TASK = "jobs.notify"
+PURGE_FILES_TASK = "jobs.files.purge"
 NOTIFY_ATTEMPTS = 6
 # Per attempt; the task's own timeout leaves room for the connection set-up around it.
 NOTIFY_TIMEOUT_SECONDS = 10.0
@@ -109,3 +110,11 @@ async def notify(ctx: JobContext) -> dict[str, Any]:
             after=_retry_after(ctx.attempt, response.headers),
         )
     return {"status_code": response.status_code, "duration_ms": round(response.duration_ms, 1)}
+
+
+@task(PURGE_FILES_TASK, max_attempts=1, timeout=600.0)
+async def purge_files(ctx: JobContext) -> dict[str, int]:
+    """Delete job files as old as the jobs the queue's retention deletes: no job links to
+    them any more."""
+    cutoff = time.time() - ctx.resources.settings.job_retention_days * 86400
+    return {"deleted": await files.purge_older_than(cutoff)}
