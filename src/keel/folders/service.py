@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.audit import service as audit
 from keel.audit.service import RequestMeta
+from keel.event_types import EventType
 from keel.folders import repository
 from keel.folders.errors import FolderCycle, FolderNotEmpty, FolderNotFound, FolderTooDeep
 from keel.folders.models import MAX_DEPTH
@@ -16,6 +17,7 @@ from keel.folders.repository import FolderRow
 from keel.folders.schemas import FolderCreate, FolderFilters, FolderUpdate
 from keel.platform.cache import TotalCache
 from keel.platform.db.base import utcnow
+from keel.platform.events import emit
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
 from keel.platform.http.pagination import Page
@@ -29,6 +31,14 @@ from keel.sharing.service import check_level, require_folder_level
 
 def render(row: FolderRow) -> dict[str, Any]:
     return dict(row._mapping)
+
+
+async def _announce(
+    session: AsyncSession, principal: Principal, event_type: EventType, row: FolderRow
+) -> None:
+    await emit(
+        session, event_type, render(row), subject_type="folder", subject_id=row.id, actor_id=principal.user_id
+    )
 
 
 def etag(row: FolderRow) -> str:
@@ -53,7 +63,7 @@ async def create(session: AsyncSession, principal: Principal, *, data: FolderCre
     if depth > MAX_DEPTH:
         raise FolderTooDeep(field="parent_id")
     now = utcnow()
-    return await repository.insert_folder(
+    row = await repository.insert_folder(
         session,
         {
             "name": data.name,
@@ -65,6 +75,8 @@ async def create(session: AsyncSession, principal: Principal, *, data: FolderCre
             "updated_at": now,
         },
     )
+    await _announce(session, principal, EventType.FOLDER_CREATED, row)
+    return row
 
 
 async def get(session: AsyncSession, principal: Principal, *, folder_id: uuid.UUID) -> FolderRow:
@@ -140,6 +152,7 @@ async def update(
     updated = await repository.update_folder(session, row.id, row.version, values, utcnow())
     if updated is None:
         raise PreconditionFailed()
+    await _announce(session, principal, EventType.FOLDER_UPDATED, updated)
     return updated
 
 
@@ -176,6 +189,8 @@ async def delete(
         raise FolderNotEmpty()
     removed = await products.delete_in_folders(session, subtree) if recursive else 0
     await repository.delete_subtree(session, row.id)
+    # One event for the folder: its sub-folders and products went with it.
+    await _announce(session, principal, EventType.FOLDER_DELETED, row)
     audit.record(
         session,
         meta,

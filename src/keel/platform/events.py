@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import JSON, ForeignKey, String, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,7 +70,10 @@ async def emit(
     subject_id: uuid.UUID | None = None,
     actor_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Record an event in the caller's transaction and schedule its dispatch."""
+    """Record an event in the caller's transaction and schedule its dispatch.
+
+    ``payload`` may hold datetimes and UUIDs: it is stored as its JSON form.
+    """
     event_id = new_id()
     await session.execute(
         insert(Event),
@@ -81,7 +85,8 @@ async def emit(
                 "actor_id": actor_id,
                 "subject_type": subject_type,
                 "subject_id": subject_id,
-                "payload": dict(payload),
+                # default=str: asyncpg returns its own UUID type, which orjson does not know.
+                "payload": orjson.loads(orjson.dumps(payload, default=str)),
             }
         ],
     )

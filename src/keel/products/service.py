@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.audit import service as audit
 from keel.audit.service import RequestMeta
+from keel.event_types import EventType
 from keel.platform.cache import TotalCache
 from keel.platform.db.base import utcnow
+from keel.platform.events import emit
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
 from keel.platform.http.pagination import Page
@@ -63,6 +65,19 @@ def render(row: ProductRow) -> dict[str, Any]:
     }
 
 
+async def _announce(
+    session: AsyncSession, principal: Principal | None, event_type: EventType, row: ProductRow
+) -> None:
+    await emit(
+        session,
+        event_type,
+        render(row),
+        subject_type="product",
+        subject_id=row.id,
+        actor_id=principal.user_id if principal else None,
+    )
+
+
 def etag(row: ProductRow) -> str:
     return strong_etag(row.id, row.version)
 
@@ -83,9 +98,11 @@ async def create(session: AsyncSession, principal: Principal, *, data: ProductCr
         await require_folder_level(session, principal, data.folder_id, Level.EDITOR, field="folder_id")
     now = utcnow()
     values = _columns(data, set(ProductCreate.model_fields))
-    return await repository.insert_product(
+    row = await repository.insert_product(
         session, {**values, "owner_id": principal.user_id, "created_at": now, "updated_at": now}
     )
+    await _announce(session, principal, EventType.PRODUCT_CREATED, row)
+    return row
 
 
 async def get(session: AsyncSession, principal: Principal, *, product_id: uuid.UUID) -> ProductRow:
@@ -148,6 +165,7 @@ async def update(
     updated = await repository.update_product(session, row.id, row.version, _columns(data, fields), utcnow())
     if updated is None:  # changed between the read and the write: not possible under the lock
         raise PreconditionFailed()
+    await _announce(session, principal, EventType.PRODUCT_UPDATED, updated)
     return updated
 
 
@@ -162,6 +180,7 @@ async def delete(
     row, _level = await _writable(session, principal, product_id, if_match, Level.OWNER)
     if not await repository.soft_delete(session, row.id, row.version, utcnow()):
         raise PreconditionFailed()
+    await _announce(session, principal, EventType.PRODUCT_DELETED, row)
     audit.record(
         session, meta, action="product.deleted", actor=principal, resource_type="product", resource_id=row.id
     )
@@ -174,6 +193,7 @@ async def restore(
     row = await repository.restore(session, product_id, utcnow())
     if row is None:
         raise ProductNotFound("No deleted product with this id.")
+    await _announce(session, principal, EventType.PRODUCT_RESTORED, row)
     audit.record(
         session, meta, action="product.restored", actor=principal, resource_type="product", resource_id=row.id
     )

@@ -7,6 +7,8 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from keel.event_types import EventType
+from keel.platform.events import emit
 from keel.platform.http.errors import Conflict, NotFound, ValidationFailed
 from keel.platform.security.passwords import Passwords, password_problem
 from keel.users import repository
@@ -47,6 +49,20 @@ async def create(
     except IntegrityError:
         # Registered concurrently between the check and the insert.
         raise Conflict("An account with this e-mail address already exists.", field="email") from None
+    await emit(
+        session,
+        EventType.USER_CREATED,
+        {
+            "id": user.id,
+            "email": user.email,
+            "full_name": user.full_name,
+            "role": user.role,
+            "created_at": user.created_at,
+        },
+        subject_type="user",
+        subject_id=user.id,
+        actor_id=user.id,
+    )
     return user
 
 
