@@ -8,15 +8,18 @@ from datetime import timedelta
 import keel.models  # noqa: F401 - every table, so a worker's statements resolve foreign keys
 from keel.audit import tasks as audit_tasks
 from keel.auth import tasks as auth_tasks
+from keel.jobs import tasks as jobs_tasks
 from keel.platform import events
 from keel.platform.http import idempotency
 from keel.platform.queue import maintenance
 from keel.platform.queue.registry import registry
+from keel.products import tasks as products_tasks  # noqa: F401 - registers products.export
 
 registry.every(timedelta(minutes=10), idempotency.PURGE_TASK)
 registry.every(timedelta(hours=1), auth_tasks.PURGE_TASK)
 registry.every(timedelta(hours=1), maintenance.PURGE_TASK)
 registry.every(timedelta(hours=1), events.PURGE_TASK)
 registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
+registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
 
 __all__ = ["registry"]
