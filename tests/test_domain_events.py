@@ -11,7 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from keel.platform.events import DISPATCH_TASK, Event
-from keel.platform.queue import Job
+from keel.platform.queue import Job, JobContext, JobFailed, enqueue
+from keel.platform.queue.maintenance import PROBE_TASK
+from keel.platform.queue.worker import drain
+from keel.tasks import registry
 from keel.users.models import Role
 from tests.catalog import create_folder, create_product, folder_url, product_url
 from tests.identity import Accounts
@@ -98,3 +101,29 @@ async def test_registration_records_user_created(client: httpx.AsyncClient, acco
     assert [e.type for e in events] == ["user.created"]
     assert events[0].payload["email"] == user.email
     assert "password" not in str(events[0].payload)
+
+
+async def test_a_user_s_job_announces_how_it_ended(accounts: Accounts) -> None:
+    owner = await accounts.create(login=False)
+    refusing = f"test.refuse.{uuid.uuid4().hex[:8]}"
+
+    @registry.task(refusing)
+    async def refuse(ctx: JobContext) -> None:
+        raise JobFailed("not today")
+
+    resources = accounts.resources
+    async with resources.db.writer() as session:
+        ok = await enqueue(session, PROBE_TASK, {}, owner_id=owner.id)
+        failed = await enqueue(session, refusing, {}, owner_id=owner.id)
+        system = await enqueue(session, PROBE_TASK, {})
+        await session.commit()
+    await drain(resources)
+
+    succeeded_events = await events_about(accounts, str(ok))
+    assert [e.type for e in succeeded_events] == ["job.succeeded"]
+    assert succeeded_events[0].actor_id == owner.id
+    assert succeeded_events[0].payload["status"] == "succeeded"
+    failed_events = await events_about(accounts, str(failed))
+    assert [e.type for e in failed_events] == ["job.failed"]
+    assert failed_events[0].payload["error"] == "not today"
+    assert await events_about(accounts, str(system)) == []  # nobody's job: nothing to tell

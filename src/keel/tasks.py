@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 import keel.models  # noqa: F401 - every table, so a worker's statements resolve foreign keys
 from keel.audit import tasks as audit_tasks
 from keel.auth import tasks as auth_tasks
+from keel.event_types import EventType
+from keel.jobs import service as jobs_service
 from keel.jobs import tasks as jobs_tasks
 from keel.platform import events
 from keel.platform.http import idempotency
-from keel.platform.queue import maintenance
+from keel.platform.queue import Job, Status, maintenance
 from keel.platform.queue.registry import registry
 from keel.products import tasks as products_tasks  # noqa: F401 - registers products.export
 
@@ -22,4 +26,20 @@ registry.every(timedelta(hours=1), events.PURGE_TASK)
 registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
 registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
 
-__all__ = ["registry"]
+
+@registry.on_finished
+async def announce_job_end(session: AsyncSession, job: Job) -> None:
+    """A user's job ended for good: ``job.succeeded`` or ``job.failed`` to its owner's
+    webhooks (and to the ``webhook_url`` it was submitted with)."""
+    event_type = EventType.JOB_SUCCEEDED if job.status == Status.SUCCEEDED else EventType.JOB_FAILED
+    await events.emit(
+        session,
+        event_type,
+        jobs_service.render_job(job),
+        subject_type="job",
+        subject_id=job.id,
+        actor_id=job.owner_id,
+    )
+
+
+__all__ = ["announce_job_end", "registry"]
