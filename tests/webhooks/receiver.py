@@ -53,8 +53,9 @@ class Receiver:
 
     async def stop(self) -> None:
         assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
+        if self._server.is_serving():
+            self._server.close()
+            await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
