@@ -5,13 +5,19 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from keel.app import create_app
+from keel.health.service import QUEUE_STALL_SECONDS
+from keel.platform.db.base import utcnow
 from keel.platform.db.migrate import head_revision
+from keel.platform.queue import control, enqueue
+from keel.platform.queue.maintenance import PROBE_TASK
 from tests.conftest import Backend, ClientFactory, make_settings, serve_app
 
 
@@ -50,6 +56,7 @@ async def test_readiness_reports_each_dependency(client: httpx.AsyncClient, back
     assert checks["database"]["latency_ms"] > 0
     assert checks["migrations"]["status"] == "ok"
     assert head_revision() in checks["migrations"]["detail"]
+    assert checks["queue"]["status"] == "ok"
     if backend == "postgres":
         assert checks["redis"]["status"] == "ok"
         assert checks["redis"]["latency_ms"] > 0
@@ -59,7 +66,7 @@ async def test_readiness_reports_each_dependency(client: httpx.AsyncClient, back
 
 async def test_detailed_query_is_the_readiness_check(client: httpx.AsyncClient) -> None:
     data = (await client.get("/health", params={"detailed": "true"})).json()["data"]
-    assert set(data["checks"]) == {"database", "migrations", "redis"}
+    assert set(data["checks"]) == {"database", "migrations", "redis", "queue"}
 
 
 async def test_database_that_never_answers_gives_503_within_a_second(black_hole: int) -> None:
@@ -105,3 +112,30 @@ async def test_schema_behind_the_code_is_unavailable(tmp_path: Path) -> None:
     fields = [item["field"] for item in response.json()["errors"]]
     assert fields == ["migrations"]
     assert "keel db upgrade" in response.json()["meta"]["checks"]["migrations"]["detail"]
+
+
+async def test_a_stalled_queue_is_degraded_and_names_the_backlog(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    resources = app.state.resources
+    async with resources.db.writer() as session:
+        job_id = await enqueue(
+            session, PROBE_TASK, {}, run_at=utcnow() - timedelta(seconds=QUEUE_STALL_SECONDS + 60)
+        )
+        await session.commit()
+    try:
+        response = await client.get("/health/deep")
+        assert response.status_code == 200  # requests are still served
+        data = response.json()["data"]
+        assert data["status"] == "degraded"
+        queue = data["checks"]["queue"]
+        assert queue["status"] == "degraded"
+        assert queue["required"] is False
+        assert "1 due" in queue["detail"]
+        assert "is a worker running?" in queue["detail"]
+    finally:
+        async with resources.db.writer() as session:
+            await control.cancel(session, job_id)
+            await session.commit()
+    after = (await client.get("/health/deep")).json()["data"]["checks"]["queue"]
+    assert after["status"] == "ok"

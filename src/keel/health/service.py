@@ -10,12 +10,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from keel import __version__
 from keel.health.schemas import DependencyCheck, Liveness, OverallStatus, Readiness
+from keel.platform.db.base import utcnow
 from keel.platform.db.migrate import current_revision, head_revision
+from keel.platform.queue import Job, Status
 from keel.platform.resources import Resources
+
+# Due jobs waiting longer than this mean no worker is keeping up (or none runs).
+QUEUE_STALL_SECONDS = 300.0
 
 
 def liveness(resources: Resources) -> Liveness:
@@ -63,14 +68,36 @@ async def readiness(resources: Resources) -> Readiness:
             await resources.redis.ping()
         return None
 
+    stalled: list[bool] = []
+
+    async def queue() -> str | None:
+        now = utcnow()
+        async with resources.db.sessionmaker() as session:
+            due = select(func.count(), func.min(Job.run_at)).where(
+                Job.status == Status.QUEUED.value, Job.run_at <= now
+            )
+            backlog, oldest = (await session.execute(due)).one()
+            dead = select(func.count()).select_from(Job).where(Job.status == Status.DEAD.value)
+            dead_count = (await session.execute(dead)).scalar_one()
+        waited = (now - oldest).total_seconds() if oldest is not None else 0.0
+        stalled.append(waited > QUEUE_STALL_SECONDS)
+        return f"{backlog} due, oldest waiting {waited:.1f} s; {dead_count} dead"
+
     checks: dict[str, DependencyCheck] = {}
-    database_check, redis_check = await asyncio.gather(
+    database_check, redis_check, queue_check = await asyncio.gather(
         _timed(database, within=timeout, required=True),
         _timed(redis, within=timeout, required=False) if resources.redis is not None else _disabled(),
+        _timed(queue, within=timeout, required=False),
     )
     checks["database"] = database_check
     checks["migrations"] = _migrations_check(database_check, revision[0] if revision else None)
     checks["redis"] = redis_check
+    if stalled and stalled[0]:
+        # Requests are still served; background work (webhooks, exports) is late.
+        queue_check = queue_check.model_copy(
+            update={"status": "degraded", "detail": f"{queue_check.detail}: is a worker running?"}
+        )
+    checks["queue"] = queue_check
     return Readiness(
         status=_overall(checks),
         version=__version__,
