@@ -165,3 +165,25 @@ async def test_a_loopback_webhook_url_is_refused_unless_the_operator_allows_it(
     assert "private or reserved" in error["message"]
     # This module's app allows private targets (for its loopback receivers).
     assert (await client.post(EXPORT_JOBS, json=body, headers=key)).status_code == 202
+
+
+async def test_a_retried_submission_with_an_idempotency_key_makes_one_job(
+    client: httpx.AsyncClient, owner: TestUser
+) -> None:
+    headers = {**owner.headers, "Idempotency-Key": f"export-{secrets.token_hex(6)}"}
+    first = await client.post(EXPORT_JOBS, json={"format": "csv"}, headers=headers)
+    again = await client.post(EXPORT_JOBS, json={"format": "csv"}, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["job_id"] == first.json()["data"]["job_id"]
+
+
+async def test_v1_clients_get_the_plain_shapes_and_v1_locations(
+    client: httpx.AsyncClient, owner: TestUser
+) -> None:
+    response = await client.post("/api/v1/products/export-jobs", json={}, headers=owner.headers)
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    assert response.headers["Location"] == f"/api/v1/jobs/{job_id}"
+    job = await client.get(f"/api/v1/jobs/{job_id}", headers=owner.headers)
+    assert (job.json()["id"], job.json()["status"]) == (job_id, "queued")

@@ -118,7 +118,7 @@ async def test_the_list_filters_by_status_and_kind_and_pages_by_cursor(
     assert none.json()["data"] == []
 
     seen: list[str] = []
-    params = {"cursor": "", "per_page": 1, "status": "cancelled"}
+    params: dict[str, str | int] = {"cursor": "", "per_page": 1, "status": "cancelled"}
     while True:
         page = (await client.get(JOBS, params=params, headers=owner.headers)).json()
         seen += [job["id"] for job in page["data"]]
@@ -131,7 +131,7 @@ async def test_the_list_filters_by_status_and_kind_and_pages_by_cursor(
 
 @pytest.mark.parametrize("query", [{"per_page": 0}, {"per_page": 101}, {"status": "lost"}, {"sort": "kind"}])
 async def test_list_parameters_out_of_range_are_refused(
-    client: httpx.AsyncClient, owner: TestUser, query: dict[str, object]
+    client: httpx.AsyncClient, owner: TestUser, query: dict[str, str | int]
 ) -> None:
     response = await client.get(JOBS, params=query, headers=owner.headers)
     assert response.status_code == 422, response.text
