@@ -23,7 +23,7 @@ def test_the_worker_runs_in_process_by_default_on_sqlite_only() -> None:
 
 async def test_an_app_with_an_in_process_worker_runs_committed_jobs(client_with: ClientFactory) -> None:
     async with client_with(worker_in_process=True, worker_poll_ms=5000) as client:
-        app: FastAPI = client._transport.app  # type: ignore[attr-defined]
+        app: FastAPI = client._transport.app
         resources = app.state.resources
         async with resources.db.writer() as session:
             job_id = await enqueue(session, PROBE_TASK, {})
