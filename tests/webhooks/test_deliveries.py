@@ -451,3 +451,32 @@ async def test_a_rolled_back_transaction_emits_and_delivers_nothing(
     await run_jobs(resources)
     assert receiver.hits == []
     assert await deliveries(client, owner, hook["id"]) == []
+
+
+async def test_finished_deliveries_are_purged_after_the_retention_pending_ones_stay(
+    client: httpx.AsyncClient,
+    owner: TestUser,
+    resources: Resources,
+    receiver_factory: StartReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keel.platform.queue import enqueue
+    from keel.webhooks import tasks
+
+    receiver = await receiver_factory(200, Answer(503, headers={"Retry-After": "3600"}))
+    hook = await create_webhook(client, owner, receiver.url())
+    await fire(resources, owner)
+    await run_jobs(resources)
+    await fire(resources, owner)
+    await drain(resources)  # answered 503: pending for another hour
+    assert [item["status"] for item in await deliveries(client, owner, hook["id"])] == [
+        "pending",
+        "succeeded",
+    ]
+    monkeypatch.setattr(tasks, "DELIVERY_RETENTION", timedelta(seconds=-5))
+    async with resources.db.writer() as session:
+        await enqueue(session, tasks.PURGE_TASK, {})
+        await session.commit()
+    await drain(resources)
+    assert [item["status"] for item in await deliveries(client, owner, hook["id"])] == ["pending"]
+    await run_jobs(resources)

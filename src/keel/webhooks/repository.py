@@ -424,3 +424,19 @@ async def settle_delivery(
         .returning(WebhookDelivery.id)
     )
     return result.one_or_none() is not None
+
+
+async def purge_finished(session: AsyncSession, before: datetime, *, limit: int) -> int:
+    """Delete up to ``limit`` finished deliveries created before ``before`` (their attempts
+    go with them); how many."""
+    doomed = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.created_at < before, WebhookDelivery.status != DeliveryStatus.PENDING.value)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(doomed.scalar_subquery()))
+        .returning(WebhookDelivery.id)
+    )
+    return len(result.all())

@@ -27,6 +27,10 @@ from keel.webhooks.repository import Rows
 log = structlog.get_logger("keel.webhooks")
 
 GONE_REASON = "The receiver answered 410 Gone, so the webhook was disabled."
+PURGE_TASK = "webhooks.purge_deliveries"
+# How long a finished delivery stays listed (and redeliverable).
+DELIVERY_RETENTION = timedelta(days=30)
+PURGE_BATCH = 5000
 
 # One client per event loop and SSRF policy, kept for the process's life: its pools keep
 # connections to receivers alive between deliveries (no new TLS handshake for each), and
@@ -191,3 +195,17 @@ async def _attempt(resources: Resources, target: Rows) -> dict[str, Any]:
         return attempt
     attempt["duration_ms"] = (time.perf_counter() - started) * 1000
     return attempt
+
+
+@task(PURGE_TASK, max_attempts=3, timeout=300.0)
+async def purge_deliveries(ctx: JobContext) -> dict[str, int]:
+    """Forget finished deliveries after ``DELIVERY_RETENTION``, in batches (short
+    transactions: SQLite has one writer)."""
+    cutoff = utcnow() - DELIVERY_RETENTION
+    removed = 0
+    while True:
+        async with ctx.transaction() as session:
+            batch = await repository.purge_finished(session, cutoff, limit=PURGE_BATCH)
+        removed += batch
+        if batch < PURGE_BATCH:
+            return {"removed": removed}
