@@ -18,6 +18,7 @@ from keel.platform.http import idempotency
 from keel.platform.queue import Job, Status, maintenance
 from keel.platform.queue.registry import registry
 from keel.products import tasks as products_tasks  # noqa: F401 - registers products.export
+from keel.webhooks import tasks as webhooks_tasks
 
 registry.every(timedelta(minutes=10), idempotency.PURGE_TASK)
 registry.every(timedelta(hours=1), auth_tasks.PURGE_TASK)
@@ -25,6 +26,7 @@ registry.every(timedelta(hours=1), maintenance.PURGE_TASK)
 registry.every(timedelta(hours=1), events.PURGE_TASK)
 registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
 registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
+registry.every(timedelta(hours=1), webhooks_tasks.PURGE_TASK)
 
 
 @registry.on_finished
