@@ -28,7 +28,7 @@ from typing import Any, cast
 import asyncpg
 import orjson
 import structlog
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Integer, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.platform.db.base import utcnow
@@ -181,7 +181,8 @@ _FINISH = (
         status=bindparam("b_status"),
         result=bindparam("b_result"),
         last_error=bindparam("b_error"),
-        progress=bindparam("b_progress"),
+        # A success is 100 %; otherwise the job keeps what it reported.
+        progress=func.coalesce(bindparam("b_progress", type_=Integer()), _table.c.progress),
         finished_at=bindparam("b_finished"),
         run_at=bindparam("b_run_at"),
         lease_owner=None,
@@ -204,24 +205,29 @@ async def record(
                 "b_status": outcome.status.value,
                 "b_result": outcome.result,
                 "b_error": outcome.error,
-                "b_progress": 100 if outcome.status is Status.SUCCEEDED else 0,
+                "b_progress": 100 if outcome.status is Status.SUCCEEDED else None,
                 "b_finished": now if finished else None,
                 "b_run_at": outcome.run_at or now,
             }
         )
-    owned = [o for o in outcomes if o.job.owner_id is not None and o.status is not Status.QUEUED]
-    plain = [p for p, o in zip(params, outcomes, strict=True) if o not in owned]
     connection = await session.connection()
+    plain = [param for param, outcome in zip(params, outcomes, strict=True) if not _announced(outcome)]
     if plain:
         await connection.execute(_FINISH, plain)
-    for outcome in owned:
-        # A user's job: tell its owner, in the same transaction, when it really ended here.
-        param = params[outcomes.index(outcome)]
+    for param, outcome in zip(params, outcomes, strict=True):
+        if not _announced(outcome):
+            continue
+        # A user's job ended for good: the hooks (its events) go in this transaction,
+        # and only when the row really ended here (this worker still held it).
         updated = (await connection.execute(_FINISH.returning(*_table.c), param)).first()
         if updated is not None:
             job = Job(**updated._asdict())
             for hook in tasks.finished_hooks:
                 await hook(session, job)
+
+
+def _announced(outcome: Outcome) -> bool:
+    return outcome.job.owner_id is not None and outcome.status is not Status.QUEUED
 
 
 async def renew(session: AsyncSession, owner: str, lease: float, now: datetime) -> set[uuid.UUID]:
@@ -347,7 +353,7 @@ class Worker:
     async def _drain_running(self) -> None:
         if self._running:
             log.info("queue.worker.draining", worker=self.name, running=len(self._running), grace=self.grace)
-            _done, pending = await asyncio.wait(list(self._running.values()), timeout=self.grace or None)
+            _done, pending = await asyncio.wait(list(self._running.values()), timeout=self.grace)
             unfinished = [job_id for job_id, task in self._running.items() if task in pending]
             for task in pending:
                 task.cancel()
