@@ -13,6 +13,7 @@ import keel.webhooks.tasks  # noqa: F401 - registers the delivery task and the e
 from keel.platform.resources import Resources
 from keel.settings import Settings
 from tests.conftest import make_settings
+from tests.webhooks.helpers import run_jobs
 from tests.webhooks.receiver import Answer, Receiver
 
 # Shared with apps made by `client_with`, so tokens issued by the module's app work there.
@@ -32,6 +33,14 @@ def settings(backend_settings: dict[str, Any]) -> Settings:
 def resources(app: FastAPI) -> Resources:
     resources: Resources = app.state.resources
     return resources
+
+
+@pytest.fixture(scope="module")
+async def settle_queue(resources: Resources) -> AsyncIterator[None]:
+    """Run what the module's tests left queued, so no due job outlives them (on
+    PostgreSQL the database is shared with the rest of the run)."""
+    yield
+    await run_jobs(resources)
 
 
 StartReceiver = Callable[..., Awaitable[Receiver]]

@@ -28,6 +28,8 @@ from tests.webhooks.receiver import Answer
 
 FAST = {"max_retries": 3, "backoff_base": 1, "max_backoff": 1}
 
+pytestmark = pytest.mark.usefixtures("settle_queue")
+
 
 @pytest.fixture
 async def owner(accounts: Accounts) -> TestUser:

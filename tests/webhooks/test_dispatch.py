@@ -20,6 +20,8 @@ from tests.webhooks.conftest import StartReceiver
 from tests.webhooks.helpers import create_webhook, emit_event, run_jobs
 from tests.webhooks.receiver import Receiver
 
+pytestmark = pytest.mark.usefixtures("settle_queue")
+
 
 @pytest.fixture(scope="module")
 async def admin(accounts: Accounts) -> TestUser:

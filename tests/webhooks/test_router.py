@@ -25,6 +25,8 @@ from tests.webhooks.helpers import WEBHOOKS, create_webhook, webhook_url
 
 TARGET = "http://127.0.0.1:9/hook"  # loopback is allowed in this module; nothing is sent here
 
+pytestmark = pytest.mark.usefixtures("settle_queue")
+
 
 @pytest.fixture(scope="module")
 async def owner(accounts: Accounts) -> TestUser:
