@@ -3,6 +3,7 @@ files in a temporary directory."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,16 @@ def settings(backend_settings: dict[str, Any]) -> Settings:
 def export_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(files, "EXPORT_DIR", tmp_path / "exports")
     return tmp_path / "exports"
+
+
+@pytest.fixture(scope="module")
+async def settle_queue(app: FastAPI, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    """Run what the module's tests left queued, so no due job outlives them (on PostgreSQL
+    the database is shared with the rest of the run)."""
+    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "EXPORT_DIR", tmp_path_factory.mktemp("exports"))
+        await run_jobs(app)
 
 
 @pytest.fixture(scope="module")

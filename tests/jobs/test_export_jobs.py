@@ -21,6 +21,8 @@ from tests.conftest import ClientFactory
 from tests.identity import Accounts, TestUser
 from tests.jobs.conftest import EXPORT_JOBS, job_url, read_job, run_jobs, submit_export
 
+pytestmark = pytest.mark.usefixtures("settle_queue")
+
 
 @pytest.fixture
 async def shopper(accounts: Accounts) -> TestUser:

@@ -14,6 +14,8 @@ from keel.platform.resources import Resources
 from tests.identity import TestUser
 from tests.jobs.conftest import EXPORT_JOBS, JOBS, job_url, read_job, run_jobs, submit_export
 
+pytestmark = pytest.mark.usefixtures("settle_queue")
+
 ADMIN_JOBS = "/api/v2/admin/jobs"
 DOOMED = "tests.jobs.doomed"
 

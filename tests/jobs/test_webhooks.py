@@ -17,6 +17,8 @@ from tests.identity import Accounts, TestUser
 from tests.jobs.conftest import JOBS, read_job, run_jobs, submit_export
 from tests.jobs.receiver import Delivery, Receiver
 
+pytestmark = pytest.mark.usefixtures("settle_queue")
+
 
 @pytest.fixture
 async def receiver() -> Any:
