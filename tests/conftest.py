@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from keel.app import create_app
 from keel.platform.db.engine import create_engine
 from keel.platform.db.migrate import upgrade
+from keel.platform.queue.worker import drain
 from keel.settings import Settings
 from tests import services
 from tests.identity import Accounts
@@ -48,7 +49,12 @@ def migrate(settings: Settings) -> None:
 
 def make_settings(**overrides: Any) -> Settings:
     # No in-process worker unless a test asks: background jobs would race the assertions.
-    values: dict[str, Any] = {"env": "test", "log_level": "INFO", "_env_file": None, "worker_in_process": False}
+    values: dict[str, Any] = {
+        "env": "test",
+        "log_level": "INFO",
+        "_env_file": None,
+        "worker_in_process": False,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -110,6 +116,10 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with LifespanManager(application):
         yield application
+        # Run the jobs the module's writes queued (event dispatches, …): on PostgreSQL
+        # the database is shared by the whole run, and a due job left behind would
+        # show as a stalled queue in later modules' health checks.
+        await drain(application.state.resources)
 
 
 @pytest.fixture(scope="module")
