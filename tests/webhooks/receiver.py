@@ -21,6 +21,8 @@ class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
+    # Seconds to wait before answering.
+    delay: float = 0.0
 
 
 class Receiver:
@@ -30,6 +32,8 @@ class Receiver:
         self.script = deque(_answer(item) for item in script)
         self.default = _answer(default)
         self.hits: list[Hit] = []
+        # Set when a request has arrived (before it is answered).
+        self.arrived = asyncio.Event()
         self._server: asyncio.Server | None = None
 
     @property
@@ -68,7 +72,9 @@ class Receiver:
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.hits.append(Hit(method, target, headers, body))
+            self.arrived.set()
             answer = self.script.popleft() if self.script else self.default
+            await asyncio.sleep(answer.delay)
             response = [f"HTTP/1.1 {answer.status} Scripted", f"content-length: {len(answer.body)}"]
             response += [f"{name}: {value}" for name, value in answer.headers.items()]
             response.append("connection: close")

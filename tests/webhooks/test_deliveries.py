@@ -3,6 +3,7 @@ checked with the `standardwebhooks` package, retries, failures, disabling, redel
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import datetime, timedelta
@@ -392,6 +393,27 @@ async def test_deleting_a_webhook_stops_its_deliveries(
             )
         ).scalar_one()
     assert left == 0
+
+
+async def test_a_webhook_deleted_while_its_delivery_is_in_flight_ends_it_quietly(
+    client: httpx.AsyncClient, owner: TestUser, resources: Resources, receiver_factory: StartReceiver
+) -> None:
+    receiver = await receiver_factory(Answer(200, delay=0.5))
+    hook = await create_webhook(client, owner, receiver.url())
+    test = await client.post(f"{webhook_url(hook['id'])}/test", headers=owner.headers)
+    running = asyncio.create_task(drain(resources))
+    await asyncio.wait_for(receiver.arrived.wait(), timeout=5)
+    assert (await client.delete(webhook_url(hook["id"]), headers=owner.headers)).status_code == 204
+    await running
+    async with resources.db.sessionmaker() as session:
+        job = (
+            await session.execute(
+                select(Job.status, Job.last_error).where(
+                    Job.payload["delivery_id"].as_string() == test.json()["data"]["id"]
+                )
+            )
+        ).one()
+    assert (job.status, job.last_error) == ("succeeded", None)
 
 
 async def test_deliveries_are_listed_newest_first_with_their_attempts(

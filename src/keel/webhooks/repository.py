@@ -397,6 +397,13 @@ async def delivery_target(session: AsyncSession, delivery_id: uuid.UUID) -> Rows
     return (await session.execute(statement.where(WebhookDelivery.id == delivery_id))).one_or_none()
 
 
+async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> bool:
+    """Hold the delivery until the transaction ends (False if it is gone): its attempts
+    are numbered one at a time, and a webhook deleted meanwhile waits or has won."""
+    statement = select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id).with_for_update()
+    return (await session.execute(statement)).one_or_none() is not None
+
+
 async def next_attempt_number(session: AsyncSession, delivery_id: uuid.UUID) -> int:
     counted = select(func.coalesce(func.max(WebhookAttempt.number), 0)).where(
         WebhookAttempt.delivery_id == delivery_id

@@ -517,6 +517,8 @@ async def record_attempt(
     with ``attempt["next_attempt_at"]`` for a retry), the webhook's failure run, and
     disabling it (with its other pending deliveries cancelled) when the receiver is gone
     or has failed too long. True when the webhook is now disabled."""
+    if not await repository.lock_delivery(session, target.id):
+        return False  # deleted with its webhook while the request was out
     now = utcnow()
     number = await repository.next_attempt_number(session, target.id)
     await repository.insert_attempt(
