@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from keel.platform.events import Event
 from keel.platform.resources import Resources
 from keel.users.models import Role
-from keel.webhooks import service
+from keel.webhooks import dispatch
 from keel.webhooks.models import WebhookDelivery
 from tests.catalog import create_folder, create_product, folder_url, product_url, share
 from tests.identity import Accounts, TestUser
@@ -197,8 +197,8 @@ async def test_dispatching_an_event_twice_delivers_it_once(
     )
     async with resources.db.writer() as session:
         event = (await session.execute(select(Event).where(Event.id == uuid.UUID(event_id)))).scalar_one()
-        assert await service.dispatch(session, event) == 1
-        assert await service.dispatch(session, event) == 0
+        assert await dispatch.dispatch(session, event) == 1
+        assert await dispatch.dispatch(session, event) == 0
         await session.commit()
     await run_jobs(resources)  # the outbox dispatches it a third time
     assert receiver.ids().count(event_id) == 1

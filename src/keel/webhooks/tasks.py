@@ -20,7 +20,7 @@ from keel.platform.outbound.client import OutboundClient, OutboundError
 from keel.platform.queue import JobContext, JobFailed, Retry, task
 from keel.platform.resources import Resources
 from keel.settings import Settings
-from keel.webhooks import delivery, repository, service
+from keel.webhooks import delivery, dispatch, repository, service
 from keel.webhooks.models import DeliveryStatus
 from keel.webhooks.repository import Rows
 
@@ -59,7 +59,7 @@ async def close_clients() -> None:
 @consumer("webhooks")
 async def dispatch_event(ctx: JobContext, event: Event) -> None:
     async with ctx.transaction() as session:
-        created = await service.dispatch(session, event)
+        created = await dispatch.dispatch(session, event)
     if created:
         log.info("webhooks.dispatched", event_id=str(event.id), type=event.type, deliveries=created)
 
