@@ -44,10 +44,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/jobs_bench.py
 
 bench-queue: install
-	$(BIN)/python bench/queue.py $(BENCH_QUEUE_ARGS)
+	$(BIN)/python bench/jobs_bench.py $(BENCH_QUEUE_ARGS)
 
 openapi: install
 	@$(BIN)/keel openapi

@@ -170,24 +170,23 @@ async def any_due(session: AsyncSession, now: datetime) -> bool:
 
 
 _table = cast(Table, Job.__table__)
-_FINISH = (
-    _table.update()
-    .where(
-        _table.c.id == bindparam("b_id"),
-        _table.c.lease_owner == bindparam("b_owner"),
-        _table.c.status == _RUNNING,
-    )
-    .values(
-        status=bindparam("b_status"),
-        result=bindparam("b_result"),
-        last_error=bindparam("b_error"),
-        # A success is 100 %; otherwise the job keeps what it reported.
-        progress=func.coalesce(bindparam("b_progress", type_=Integer()), _table.c.progress),
-        finished_at=bindparam("b_finished"),
-        run_at=bindparam("b_run_at"),
-        lease_owner=None,
-        lease_expires_at=None,
-    )
+_ENDING: dict[str, Any] = {
+    "status": bindparam("b_status"),
+    "result": bindparam("b_result"),
+    "last_error": bindparam("b_error"),
+    # A success is 100 %; otherwise the job keeps what it reported.
+    "progress": func.coalesce(bindparam("b_progress", type_=Integer()), _table.c.progress),
+    "finished_at": bindparam("b_finished"),
+    "run_at": bindparam("b_run_at"),
+    "lease_owner": None,
+    "lease_expires_at": None,
+}
+_HELD = (_table.c.lease_owner == bindparam("b_owner"), _table.c.status == _RUNNING)
+# One job per parameter set (executemany).
+_FINISH = _table.update().where(_table.c.id == bindparam("b_id"), *_HELD).values(**_ENDING)
+# Many jobs that ended the same way, in one statement.
+_FINISH_ALIKE = (
+    _table.update().where(_table.c.id.in_(bindparam("b_ids", expanding=True)), *_HELD).values(**_ENDING)
 )
 
 
@@ -211,9 +210,19 @@ async def record(
             }
         )
     connection = await session.connection()
-    plain = [param for param, outcome in zip(params, outcomes, strict=True) if not _announced(outcome)]
-    if plain:
-        await connection.execute(_FINISH, plain)
+    # Jobs that ended alike (no-op and fire-and-forget jobs mostly do) are written with
+    # one statement per kind of ending; the rest in one executemany.
+    alike: dict[bytes, list[dict[str, Any]]] = {}
+    for param, outcome in zip(params, outcomes, strict=True):
+        if not _announced(outcome):
+            alike.setdefault(_ending_key(param), []).append(param)
+    single = [group[0] for group in alike.values() if len(group) == 1]
+    if single:
+        await connection.execute(_FINISH, single)
+    for group in alike.values():
+        if len(group) > 1:
+            shared = {key: value for key, value in group[0].items() if key != "b_id"}
+            await connection.execute(_FINISH_ALIKE, {**shared, "b_ids": [param["b_id"] for param in group]})
     for param, outcome in zip(params, outcomes, strict=True):
         if not _announced(outcome):
             continue
@@ -224,6 +233,14 @@ async def record(
             job = Job(**updated._asdict())
             for hook in tasks.finished_hooks:
                 await hook(session, job)
+
+
+def _ending_key(param: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {key: value for key, value in param.items() if key != "b_id"},
+        option=orjson.OPT_SORT_KEYS,
+        default=str,
+    )
 
 
 def _announced(outcome: Outcome) -> bool:
