@@ -27,6 +27,8 @@ registry.every(timedelta(hours=1), events.PURGE_TASK)
 registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
 registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
 registry.every(timedelta(hours=1), webhooks_tasks.PURGE_TASK)
+# Webhook deliveries keep their HTTP connections open between jobs.
+registry.on_worker_stopped(webhooks_tasks.close_clients)
 
 
 @registry.on_finished

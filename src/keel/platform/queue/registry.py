@@ -51,6 +51,7 @@ class Registry:
         self.tasks: dict[str, TaskSpec] = {}
         self.periodic: dict[str, PeriodicSpec] = {}
         self.finished_hooks: list[FinishedHook] = []
+        self.stopped_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def task(
         self,
@@ -79,6 +80,12 @@ class Registry:
         """Register ``hook`` to run when a user's job ends for good (not on a retry)."""
         if hook not in self.finished_hooks:
             self.finished_hooks.append(hook)
+        return hook
+
+    def on_worker_stopped(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Register ``hook`` to run when a worker stops (to close what handlers opened)."""
+        if hook not in self.stopped_hooks:
+            self.stopped_hooks.append(hook)
         return hook
 
     def get(self, name: str) -> TaskSpec:

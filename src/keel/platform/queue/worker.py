@@ -362,6 +362,11 @@ class Worker:
                     await task
             await self._flush()
             local_wakeups.discard(self._wake)
+            for hook in self.tasks.stopped_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    log.warning("queue.worker.stop_hook_failed", hook=hook.__qualname__, exc_info=True)
             log.info("queue.worker.stopped", worker=self.name)
 
     def stop(self) -> None:
