@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from keel.event_types import EventType
+from keel.event_types import DESCRIPTIONS, EventType
 from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
 from keel.webhooks.models import DeliveryStatus
 
@@ -82,9 +82,8 @@ RETRY_POLICY_DOC = (
     "Null: the default schedule — retries 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h after "
     "each failure (8 attempts over about 28 hours), ±10% jitter."
 )
-EVENTS_DOC = (
-    "1..50 distinct event types from the catalogue (`GET /openapi.json`, `EventType`), or `*` "
-    "for all of them."
+EVENTS_DOC = "1..50 distinct event types, or `*` for all of them. The catalogue:\n\n" + "\n".join(
+    f"- `{event.value}`: {DESCRIPTIONS[event]}" for event in EventType
 )
 
 
