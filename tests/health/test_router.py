@@ -57,6 +57,8 @@ async def test_readiness_reports_each_dependency(client: httpx.AsyncClient, back
     assert checks["migrations"]["status"] == "ok"
     assert head_revision() in checks["migrations"]["detail"]
     assert checks["queue"]["status"] == "ok"
+    assert checks["webhooks"]["status"] == "ok"
+    assert "deliveries due" in checks["webhooks"]["detail"]
     if backend == "postgres":
         assert checks["redis"]["status"] == "ok"
         assert checks["redis"]["latency_ms"] > 0
@@ -66,7 +68,7 @@ async def test_readiness_reports_each_dependency(client: httpx.AsyncClient, back
 
 async def test_detailed_query_is_the_readiness_check(client: httpx.AsyncClient) -> None:
     data = (await client.get("/health", params={"detailed": "true"})).json()["data"]
-    assert set(data["checks"]) == {"database", "migrations", "redis", "queue"}
+    assert set(data["checks"]) == {"database", "migrations", "redis", "queue", "webhooks"}
 
 
 async def test_database_that_never_answers_gives_503_within_a_second(black_hole: int) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel import __version__
 from keel.health.schemas import DependencyCheck, Liveness, OverallStatus, Readiness
@@ -18,6 +20,7 @@ from keel.platform.db.base import utcnow
 from keel.platform.db.migrate import current_revision, head_revision
 from keel.platform.queue import Job, Status
 from keel.platform.resources import Resources
+from keel.webhooks import service as webhooks_service
 
 # Due jobs waiting longer than this mean no worker is keeping up (or none runs).
 QUEUE_STALL_SECONDS = 300.0
@@ -68,42 +71,62 @@ async def readiness(resources: Resources) -> Readiness:
             await resources.redis.ping()
         return None
 
-    stalled: list[bool] = []
+    stalled: dict[str, bool] = {}
 
     async def queue() -> str | None:
         now = utcnow()
         async with resources.db.sessionmaker() as session:
-            due = select(func.count(), func.min(Job.run_at)).where(
-                Job.status == Status.QUEUED.value, Job.run_at <= now
-            )
-            backlog, oldest = (await session.execute(due)).one()
+            backlog, oldest = await _due(session, now)
             dead = select(func.count()).select_from(Job).where(Job.status == Status.DEAD.value)
             dead_count = (await session.execute(dead)).scalar_one()
         waited = (now - oldest).total_seconds() if oldest is not None else 0.0
-        stalled.append(waited > QUEUE_STALL_SECONDS)
+        stalled["queue"] = waited > QUEUE_STALL_SECONDS
         return f"{backlog} due, oldest waiting {waited:.1f} s; {dead_count} dead"
 
+    async def webhooks() -> str | None:
+        now = utcnow()
+        async with resources.db.sessionmaker() as session:
+            backlog, oldest = await _due(session, now, kind=webhooks_service.DELIVER_TASK)
+        waited = (now - oldest).total_seconds() if oldest is not None else 0.0
+        stalled["webhooks"] = waited > QUEUE_STALL_SECONDS
+        return f"{backlog} deliveries due, oldest waiting {waited:.1f} s"
+
     checks: dict[str, DependencyCheck] = {}
-    database_check, redis_check, queue_check = await asyncio.gather(
+    database_check, redis_check, queue_check, webhooks_check = await asyncio.gather(
         _timed(database, within=timeout, required=True),
         _timed(redis, within=timeout, required=False) if resources.redis is not None else _disabled(),
         _timed(queue, within=timeout, required=False),
+        _timed(webhooks, within=timeout, required=False),
     )
     checks["database"] = database_check
     checks["migrations"] = _migrations_check(database_check, revision[0] if revision else None)
     checks["redis"] = redis_check
-    if stalled and stalled[0]:
-        # Requests are still served; background work (webhooks, exports) is late.
-        queue_check = queue_check.model_copy(
-            update={"status": "degraded", "detail": f"{queue_check.detail}: is a worker running?"}
-        )
-    checks["queue"] = queue_check
+    # Requests are still served when work waits; background work (webhooks, exports) is late.
+    checks["queue"] = _stalled(queue_check) if stalled.get("queue") else queue_check
+    checks["webhooks"] = _stalled(webhooks_check) if stalled.get("webhooks") else webhooks_check
     return Readiness(
         status=_overall(checks),
         version=__version__,
         uptime_seconds=round(time.monotonic() - resources.started_at, 3),
         checks=checks,
     )
+
+
+async def _due(
+    session: AsyncSession, now: datetime, *, kind: str | None = None
+) -> tuple[int, datetime | None]:
+    """How many jobs (of ``kind``) are due, and since when the oldest is."""
+    due = select(func.count(), func.min(Job.run_at)).where(
+        Job.status == Status.QUEUED.value, Job.run_at <= now
+    )
+    if kind is not None:
+        due = due.where(Job.kind == kind)
+    count, oldest = (await session.execute(due)).one()
+    return count, oldest
+
+
+def _stalled(check: DependencyCheck) -> DependencyCheck:
+    return check.model_copy(update={"status": "degraded", "detail": f"{check.detail}: is a worker running?"})
 
 
 async def _disabled() -> DependencyCheck:
