@@ -4,8 +4,10 @@ retries, leases, cancellation and periodic tasks."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -392,3 +394,34 @@ async def test_a_periodic_task_runs_once_per_period_whatever_the_workers(
 async def test_periods_align_on_the_interval() -> None:
     at = utcnow().replace(minute=37, second=12)
     assert period_start(at, timedelta(hours=1)) == at.replace(minute=0, second=0, microsecond=0)
+
+
+async def test_across_processes_postgres_wakes_workers_and_sqlite_waits_for_the_poll(
+    backend: str, resources: Resources, tasks: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module, not the function the package re-exports under the same name.
+    enqueue_module = importlib.import_module("keel.platform.queue.enqueue")
+    name = kind()
+    ran = asyncio.Event()
+
+    async def mark(ctx: JobContext) -> None:
+        ran.set()
+
+    tasks.task(name)(mark)
+    slow_poll = replace(resources, settings=resources.settings.model_copy(update={"worker_poll_ms": 30_000}))
+    worker = Worker(slow_poll, tasks=tasks)
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.5)  # listening (PostgreSQL), past the first claim
+        # As another process would: no in-process wake-up, only what the database says.
+        monkeypatch.setattr(enqueue_module, "_wake_local", lambda: None)
+        await add(resources, tasks, name)
+        woke = True
+        try:
+            await asyncio.wait_for(ran.wait(), 3)
+        except TimeoutError:
+            woke = False
+    finally:
+        worker.stop()
+        await running
+    assert woke is (backend == "postgres")
