@@ -26,6 +26,24 @@ from keel.webhooks.schemas import (
 
 router = APIRouter(prefix="/api/v2/webhooks", tags=["webhooks"], route_class=KeelRoute)
 
+
+# The URL check looks the host up (up to seconds). As dependencies declared after the
+# principal (no lookups for anonymous callers) and before the session, it runs before
+# the request's transaction begins, which on SQLite holds the database's write lock.
+async def _checked_create(data: WebhookCreate, resources: ResourcesDep) -> WebhookCreate:
+    await service.check_url(resources.settings, data.url)
+    return data
+
+
+async def _checked_update(data: WebhookUpdate, resources: ResourcesDep) -> WebhookUpdate:
+    if "url" in data.model_fields_set and data.url is not None:
+        await service.check_url(resources.settings, data.url)
+    return data
+
+
+CheckedCreate = Annotated[WebhookCreate, Depends(_checked_create)]
+CheckedUpdate = Annotated[WebhookUpdate, Depends(_checked_update)]
+
 Listing = Annotated[ListParams, Depends(list_params(repository.SORTING))]
 DeliveryListing = Annotated[ListParams, Depends(list_params(repository.DELIVERY_SORTING))]
 DeliveryQuery = Annotated[DeliveryFilters, Query()]
@@ -89,8 +107,8 @@ async def list_webhooks(
 async def create_webhook(
     request: Request,
     *,
-    data: WebhookCreate,
     principal: WebhooksWrite,
+    data: CheckedCreate,
     session: SessionDep,
     resources: ResourcesDep,
     meta: RequestMetaDep,
@@ -125,8 +143,8 @@ async def replace_webhook(
     request: Request,
     *,
     webhook_id: uuid.UUID,
-    data: WebhookCreate,
     principal: WebhooksWrite,
+    data: CheckedCreate,
     session: SessionDep,
     if_match: IfMatch,
     resources: ResourcesDep,
@@ -154,8 +172,8 @@ async def update_webhook(
     request: Request,
     *,
     webhook_id: uuid.UUID,
-    data: WebhookUpdate,
     principal: WebhooksWrite,
+    data: CheckedUpdate,
     session: SessionDep,
     if_match: IfMatch,
     resources: ResourcesDep,

@@ -121,8 +121,8 @@ async def create(
     resources: Resources,
     meta: RequestMeta,
 ) -> tuple[Rows, str]:
-    """A new webhook you own, and its signing secret (shown this once)."""
-    await check_url(resources.settings, data.url)
+    """A new webhook you own, and its signing secret (shown this once). ``data.url``
+    has passed :func:`check_url` (before the transaction began)."""
     await repository.lock_owner(session, principal.user_id)
     if await repository.count_owned(session, principal.user_id) >= MAX_WEBHOOKS_PER_USER:
         raise TooManyWebhooks(
@@ -197,11 +197,9 @@ async def update(
     meta: RequestMeta,
 ) -> Rows:
     """``PUT`` (a ``WebhookCreate``: every field) or ``PATCH`` (only the fields sent).
-    Re-enabling clears the failure record; pausing cancels pending deliveries."""
+    Re-enabling clears the failure record; pausing cancels pending deliveries. A new
+    ``url`` has passed :func:`check_url` (before the transaction began)."""
     fields = set(WebhookCreate.model_fields) if isinstance(data, WebhookCreate) else data.model_fields_set
-    if "url" in fields and data.url is not None:
-        # Before the row lock: a name lookup may take a while.
-        await check_url(resources.settings, data.url)
     row = await _writable(session, principal, webhook_id, if_match)
     now = utcnow()
     values = _columns(data, fields)
