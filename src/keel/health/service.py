@@ -75,7 +75,7 @@ async def readiness(resources: Resources) -> Readiness:
 
     async def queue() -> str | None:
         now = utcnow()
-        async with resources.db.sessionmaker() as session:
+        async with resources.db.reader() as session:
             backlog, oldest = await _due(session, now)
             dead = select(func.count()).select_from(Job).where(Job.status == Status.DEAD.value)
             dead_count = (await session.execute(dead)).scalar_one()
@@ -85,7 +85,7 @@ async def readiness(resources: Resources) -> Readiness:
 
     async def webhooks() -> str | None:
         now = utcnow()
-        async with resources.db.sessionmaker() as session:
+        async with resources.db.reader() as session:
             backlog, oldest = await _due(session, now, kind=webhooks_service.DELIVER_TASK)
         waited = (now - oldest).total_seconds() if oldest is not None else 0.0
         stalled["webhooks"] = waited > QUEUE_STALL_SECONDS

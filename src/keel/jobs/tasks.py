@@ -46,19 +46,22 @@ async def job_webhooks(ctx: JobContext, event: Event) -> None:
     """Queue the delivery of a job's end to its ``webhook_url``, if it has one."""
     if event.type not in _ENDED or event.subject_type != "job" or event.subject_id is None:
         return
-    async with ctx.transaction() as session:
+    # Read first: most jobs have no webhook_url, and a write transaction would take
+    # SQLite's write lock for nothing.
+    async with ctx.resources.db.reader() as session:
         found = await repository.get_payload(session, event.subject_id)
-        if found is None:  # deleted by retention before the event was dispatched
-            return
-        owner_id, payload = found
-        url = payload.get(WEBHOOK_URL_KEY)
-        if not isinstance(url, str) or owner_id is None:
-            return
-        message = {
-            "type": event.type,
-            "timestamp": event.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": event.payload,
-        }
+    if found is None:  # deleted by retention before the event was dispatched
+        return
+    owner_id, payload = found
+    url = payload.get(WEBHOOK_URL_KEY)
+    if not isinstance(url, str) or owner_id is None:
+        return
+    message = {
+        "type": event.type,
+        "timestamp": event.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": event.payload,
+    }
+    async with ctx.transaction() as session:
         # The dedupe key makes a re-dispatched event (consumers see an event at least once)
         # join the delivery already queued instead of adding a second one.
         await enqueue(

@@ -97,7 +97,7 @@ async def emit(
 @task(DISPATCH_TASK, max_attempts=10, timeout=60.0)
 async def dispatch(ctx: JobContext) -> dict[str, Any]:
     event_id = uuid.UUID(ctx.payload["event_id"])
-    async with ctx.resources.db.sessionmaker() as session:
+    async with ctx.resources.db.reader() as session:
         event = (await session.execute(select(Event).where(Event.id == event_id))).scalar_one_or_none()
     if event is None:  # removed by retention before it was dispatched
         log.warning("events.dispatch.missing", event_id=str(event_id))

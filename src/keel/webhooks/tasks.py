@@ -87,7 +87,7 @@ async def deliver(ctx: JobContext) -> dict[str, Any]:
     delivery_id = uuid.UUID(ctx.payload["delivery_id"])
     series = int(ctx.payload.get("series", 1))
     resources = ctx.resources
-    async with resources.db.sessionmaker() as session:
+    async with resources.db.reader() as session:
         target = await repository.delivery_target(session, delivery_id)
     if target is None or target.series != series or target.status != DeliveryStatus.PENDING.value:
         # Deleted with its webhook, redelivered as a new series, or cancelled.

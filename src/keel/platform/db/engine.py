@@ -91,6 +91,16 @@ class Database:
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
     @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads. On PostgreSQL each statement runs on its own
+        (AUTOCOMMIT), which saves the BEGIN and ROLLBACK round trips; under READ
+        COMMITTED every statement had its own snapshot anyway."""
+        async with self.sessionmaker() as session:
+            if not self.is_sqlite:
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+
+    @asynccontextmanager
     async def writer(self) -> AsyncIterator[AsyncSession]:
         """A session for a transaction that writes; the caller commits."""
         async with self.sessionmaker() as session:
