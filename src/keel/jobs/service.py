@@ -22,10 +22,11 @@ from keel.jobs import repository
 from keel.jobs.errors import JobFinished, JobNotFound, JobNotRetryable
 from keel.jobs.repository import JobRow
 from keel.jobs.schemas import JobAccepted, JobFilters
-from keel.platform.http.errors import NotFound, ValidationFailed
+from keel.platform.http.errors import NotFound
 from keel.platform.http.listing import CursorPage, ListParams
 from keel.platform.http.pagination import Page
-from keel.platform.outbound import signing, ssrf
+from keel.platform.outbound import signing
+from keel.platform.outbound.policy import require_callable
 from keel.platform.queue import control, enqueue
 from keel.platform.queue.models import Job
 from keel.platform.security.permissions import effective_permissions
@@ -158,22 +159,11 @@ class WebhookTarget:
 
 
 async def check_webhook_url(settings: Settings, url: str | None) -> WebhookTarget | None:
-    """422 on ``webhook_url`` unless the URL may be called: scheme, syntax and every address
-    its host resolves to (the delivery checks the addresses again when it connects).
-
-    It looks the host up (up to ``ssrf.RESOLVE_TIMEOUT``): call it before the request's
-    transaction opens — on SQLite that transaction holds the database's write lock.
-    """
+    """422 on ``webhook_url`` unless the URL may be called (see ``require_callable``: call
+    it before the request's transaction opens)."""
     if url is None:
         return None
-    try:
-        await ssrf.resolve(
-            url,
-            allow_private=settings.webhooks_allow_private_targets,
-            allow_http=settings.allows_http_webhooks,
-        )
-    except ssrf.TargetRefused as exc:
-        raise ValidationFailed(exc.reason, field="webhook_url") from None
+    await require_callable(settings, url, field="webhook_url")
     return WebhookTarget(url)
 
 

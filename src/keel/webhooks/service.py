@@ -18,11 +18,11 @@ from keel.audit.service import RequestMeta
 from keel.event_types import EventType
 from keel.platform.db.base import utcnow
 from keel.platform.db.ids import new_id
-from keel.platform.http.errors import ValidationFailed
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
 from keel.platform.http.pagination import Page
-from keel.platform.outbound import signing, ssrf
+from keel.platform.outbound import signing
+from keel.platform.outbound.policy import require_callable
 from keel.platform.queue import enqueue
 from keel.platform.resources import Resources
 from keel.platform.security.crypto import SecretBox
@@ -92,14 +92,7 @@ def open_secret(box: SecretBox, webhook_id: uuid.UUID, sealed: str) -> str:
 
 async def check_url(settings: Settings, url: str) -> None:
     """422 on ``url`` unless it is a public http(s) target (the SSRF guard)."""
-    try:
-        await ssrf.resolve(
-            url,
-            allow_private=settings.webhooks_allow_private_targets,
-            allow_http=settings.allows_http_webhooks,
-        )
-    except ssrf.TargetRefused as exc:
-        raise ValidationFailed(exc.reason, field="url") from None
+    await require_callable(settings, url, field="url")
 
 
 def _columns(data: WebhookCreate | WebhookUpdate, fields: set[str]) -> dict[str, Any]:
