@@ -425,3 +425,27 @@ async def test_across_processes_postgres_wakes_workers_and_sqlite_waits_for_the_
         worker.stop()
         await running
     assert woke is (backend == "postgres")
+
+
+async def test_workers_wake_after_a_commit_never_after_a_rollback(
+    resources: Resources, tasks: Registry
+) -> None:
+    from keel.platform.queue.enqueue import local_wakeups
+
+    name = kind()
+    tasks.task(name)(_ok)
+    wakeup = asyncio.Event()
+    local_wakeups.add(wakeup)
+    try:
+        async with resources.db.writer() as session:
+            await enqueue(session, name, {}, tasks=tasks)
+            await session.rollback()
+            assert not wakeup.is_set()
+            # The same session, a new transaction: it wakes them once it commits.
+            await enqueue(session, name, {}, tasks=tasks)
+            assert not wakeup.is_set()
+            await session.commit()
+        assert wakeup.is_set()
+    finally:
+        local_wakeups.discard(wakeup)
+    await drain(resources, tasks=tasks)

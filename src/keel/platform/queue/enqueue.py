@@ -39,18 +39,15 @@ def _wake_local() -> None:
 
 
 async def _announce(session: AsyncSession) -> None:
-    if session.info.get(_NOTIFIED):
+    """Wake workers once the transaction commits: once per transaction, however many
+    jobs it enqueues (a rolled-back one wakes nobody)."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is None or session.info.get(_NOTIFIED) is transaction:
         return
-    session.info[_NOTIFIED] = True
+    session.info[_NOTIFIED] = transaction
     after_commit(session, _wake_local)
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
-
-    def reset() -> None:
-        session.info.pop(_NOTIFIED, None)
-
-    after_commit(session, reset)
 
 
 def _row(
