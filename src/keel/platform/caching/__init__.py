@@ -32,6 +32,7 @@ backstop if an invalidation is lost with the process that owed it.
 
 from keel.platform.caching.base import CacheStats, ResourceCache
 from keel.platform.caching.factory import create_cache
+from keel.platform.caching.invalidation import apply_committed, invalidate_on_commit
 from keel.platform.caching.keys import (
     FOLDER_TREE_TAG,
     CacheEntry,
@@ -44,21 +45,30 @@ from keel.platform.caching.keys import (
     viewer_tag,
 )
 from keel.platform.caching.memory import MemoryCache
+from keel.platform.caching.reads import read_through
 from keel.platform.caching.redis_cache import RedisCache
+from keel.platform.caching.warm import Fill, Loader, WarmReport, warm
 
 __all__ = [
     "FOLDER_TREE_TAG",
     "CacheEntry",
     "CacheStats",
+    "Fill",
+    "Loader",
     "MemoryCache",
     "RedisCache",
     "ResourceCache",
     "ResourceKey",
+    "WarmReport",
+    "apply_committed",
     "create_cache",
     "entry_for",
+    "invalidate_on_commit",
     "parse_resource_key",
+    "read_through",
     "resource_key",
     "resource_pattern",
     "resource_tag",
     "viewer_tag",
+    "warm",
 ]
