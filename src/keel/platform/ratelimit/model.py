@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from keel.platform.http.errors import ServiceUnavailable
@@ -30,8 +30,15 @@ class Limit:
     limit: int
     period_seconds: float
     cost: int = 1
+    # Derived once: the limiters read them several times per request.
+    period_us: int = field(init=False, repr=False, compare=False)
+    # Where the state lives. The figures are part of it: the stored state only means
+    # something for one (limit, period), so a changed policy or plan starts afresh.
+    bucket: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "period_us", round(self.period_seconds * 1_000_000))
+        object.__setattr__(self, "bucket", f"{self.name}:{self.limit}:{self.period_us}:{self.key}")
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"limit name {self.name!r} must be 1..64 of A-Z a-z 0-9 . _ -")
         if self.limit < 1:
@@ -42,16 +49,6 @@ class Limit:
             raise ValueError(f"limit {self.name}: cost must be within 0..{self.limit}, got {self.cost}")
         if self.limit * self.period_us > MAX_CAPACITY:
             raise ValueError(f"limit {self.name}: limit × period in µs must stay below 2**53")
-
-    @property
-    def period_us(self) -> int:
-        return round(self.period_seconds * 1_000_000)
-
-    @property
-    def bucket(self) -> str:
-        """Where the state lives. The figures are part of it: the stored state only means
-        something for one (limit, period), so a changed policy or plan starts afresh."""
-        return f"{self.name}:{self.limit}:{self.period_us}:{self.key}"
 
 
 @dataclass(frozen=True, slots=True)
