@@ -9,6 +9,10 @@ from collections.abc import Callable, Sequence
 from keel.platform.ratelimit.model import Limit, Outcome, check_buckets, decision_from
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 class MemoryLimiter:
     """GCRA with the same arithmetic as ``gcra.lua`` (read that file's header first).
 
@@ -60,19 +64,18 @@ class MemoryLimiter:
         for limit, debt, after in zip(limits, debts, charged, strict=True):
             period = limit.period_us
             capacity = limit.limit * period
-            held = debt
-            if all_allowed:
-                held = after
-                if held > 0:
-                    self._store(limit.bucket, (now, held, now + -(-held // limit.limit)), now)
+            held = after if all_allowed else debt
+            drains_in = _ceil_div(held, limit.limit)
+            if all_allowed and held > 0:
+                self._store(limit.bucket, (now, held, now + drains_in), now)
             allowed = after <= capacity
             decisions.append(
                 decision_from(
                     limit,
                     allowed,
                     remaining=(capacity - held) // period,
-                    reset_after_us=-(-held // limit.limit),
-                    retry_after_us=0 if allowed else -(-(after - capacity) // limit.limit),
+                    reset_after_us=drains_in,
+                    retry_after_us=0 if allowed else _ceil_div(after - capacity, limit.limit),
                 )
             )
         return Outcome(allowed=all_allowed, decisions=tuple(decisions))
