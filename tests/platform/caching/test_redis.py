@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from keel.platform.caching import RedisCache
+from keel.platform.caching import RedisCache, redis_cache
 from tests.conftest import free_port
 from tests.platform.caching.proxy import Outage
 
@@ -216,3 +216,26 @@ async def test_a_server_that_never_answers_costs_a_read_at_most_the_timeout(redi
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_a_large_tag_is_invalidated_in_bounded_steps(
+    redis_client: Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_cache, "_BATCH", 4)
+    cache = cache_for(redis_client, redis_prefix)
+    for index in range(10):
+        await cache.set(f"product:{index}:u", b"v", ttl=TTL, tags=["folder-tree", f"product:{index % 5}"])
+    await cache.set("product:x:u", b"v", ttl=TTL, tags=["product:x"])
+    calls: list[int] = []
+    script = cache._invalidate
+
+    async def spy(args: list[str | int]) -> list[int]:
+        dropped, left = await script(args=args)
+        calls.append(int(dropped))
+        return [dropped, left]
+
+    monkeypatch.setattr(cache, "_invalidate", spy)
+    assert await cache.invalidate_tags("product:0", "folder-tree") == 10
+    assert max(calls) <= 4
+    assert await cache.count() == 1
+    assert await redis_client.exists(f"{redis_prefix}cache:t:folder-tree") == 0

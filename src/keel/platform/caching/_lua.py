@@ -101,22 +101,29 @@ return dropped
 """
 )
 
-# ARGV: namespace, guard_ms, tag... -> how many live entries were dropped.
+# ARGV: namespace, guard_ms, limit, tag... -> {dropped, members left}. Drops at most
+# `limit` entries a call so a big tag never blocks Redis for long; the guard is set
+# first, so fills between two calls are already refused.
 INVALIDATE_TAGS = (
     _COMMON
     + """
-local guard = tonumber(ARGV[2])
-local dropped = 0
-for i = 3, #ARGV do
+local guard, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local dropped, left = 0, 0
+for i = 4, #ARGV do
   if guard > 0 then redis.call('SET', N .. 'g:' .. ARGV[i], '1', 'PX', guard) end
   local tag = N .. 't:' .. ARGV[i]
-  for _, key in ipairs(redis.call('ZRANGE', tag, 0, -1)) do
-    forget(key)
-    dropped = dropped + redis.call('DEL', N .. 'e:' .. key)
+  if limit > 0 then  -- ZRANGE 0 -1 would be the whole set
+    local members = redis.call('ZRANGE', tag, 0, limit - 1)
+    for _, key in ipairs(members) do
+      forget(key)
+      dropped = dropped + redis.call('DEL', N .. 'e:' .. key)
+    end
+    if #members > 0 then redis.call('ZREM', tag, unpack(members)) end
+    limit = limit - #members
   end
-  redis.call('DEL', tag)
+  left = left + redis.call('ZCARD', tag)
 end
-return dropped
+return {dropped, left}
 """
 )
 

@@ -221,7 +221,12 @@ class RedisCache(ResourceCache):
 
     async def _invalidate_tags(self, tags: Sequence[str]) -> int:
         guard_ms = max(0, round(self.fill_guard * 1000))
-        return int(await self._invalidate(args=[self._namespace, guard_ms, *tags]))
+        dropped = 0
+        while True:
+            batch, left = await self._invalidate(args=[self._namespace, guard_ms, _BATCH, *tags])
+            dropped += int(batch)
+            if not left:
+                return dropped
 
     async def _invalidate_pattern(self, pattern: str) -> int:
         dropped = 0
@@ -238,12 +243,16 @@ class RedisCache(ResourceCache):
         return dropped
 
     async def _clear(self) -> bool:
-        # Everything under the namespace except the fill guards, which only ever refuse
-        # fills: dropping them early could let a stale read back in.
-        guards = f"{self._namespace}g:".encode()
+        # The index first, in one step, and the scan then deletes only values and tag
+        # sets: an entry stored while the scan runs keeps its index record, so it is
+        # found by later invalidations (at worst its value is deleted and its size
+        # counted until it expires). The fill guards stay: they only ever refuse fills,
+        # and dropping them early could let a stale read back in.
+        await self._redis.delete(*(f"{self._namespace}{name}" for name in ("idx", "sz", "bytes")))
+        doomed = (self._values.encode(), f"{self._namespace}t:".encode())
         batch: list[bytes] = []
         async for name in self._redis.scan_iter(match=f"{_escape_glob(self._namespace)}*", count=_BATCH):
-            if not name.startswith(guards):
+            if name.startswith(doomed):
                 batch.append(name)
             if len(batch) >= _BATCH:
                 await self._redis.delete(*batch)
