@@ -239,3 +239,32 @@ async def test_a_large_tag_is_invalidated_in_bounded_steps(
     assert max(calls) <= 4
     assert await cache.count() == 1
     assert await redis_client.exists(f"{redis_prefix}cache:t:folder-tree") == 0
+
+
+async def test_an_invalidation_lost_while_a_probe_runs_is_replayed_before_serving(
+    redis_url: str, redis_prefix: str
+) -> None:
+    upstream = urlsplit(redis_url)
+    async with Outage(upstream.hostname or "127.0.0.1", upstream.port or 6379) as outage:
+        client = Redis.from_url(outage.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+        cache = cache_for(client, redis_prefix, timeout=0.5, retry_interval=60)
+        try:
+            await cache.set("product:1:bob", b"old", ttl=TTL, tags=["product:1"])
+            await outage.cut()
+            assert await cache.get("other") is None
+            assert degraded(cache)
+            await outage.restore()
+            cache._retry_at = 0.0  # the interval is over: the next call probes
+            probe = asyncio.ensure_future(cache.get("other"))
+            await asyncio.sleep(0)  # the probe is in flight; this call does not probe
+            assert await cache.invalidate_tags("product:1") == 0
+            assert await probe is None
+            for _ in range(50):
+                if not degraded(cache):
+                    break
+                await asyncio.sleep(0.02)
+            assert not degraded(cache)
+            assert await cache.get("product:1:bob") is None
+        finally:
+            await cache.close()
+            await client.aclose()

@@ -295,7 +295,7 @@ class RedisCache(ResourceCache):
             self._fail(exc)
             return None
         if self._degraded:
-            self._recovered()
+            self._resume()
         return result
 
     def _probe(self) -> bool:
@@ -312,6 +312,14 @@ class RedisCache(ResourceCache):
             self._recovery = asyncio.get_running_loop().create_task(self._recover())
             return False
         return True
+
+    def _resume(self) -> None:
+        """Redis answered while degraded: serve again, unless invalidations were lost
+        meanwhile (by calls that did not probe) — then replay them first."""
+        if not self._lost:
+            self._recovered()
+        elif self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.get_running_loop().create_task(self._recover())
 
     async def _recover(self) -> None:
         # Invalidations that fail while this runs are added to a fresh _Lost; loop until
