@@ -27,6 +27,7 @@ async def test_an_entry_expires_after_its_ttl(harness: Harness) -> None:
     assert await cache.get("short") is None
     assert await cache.get("long") == b"y"
     assert await cache.count() == 1
+    assert (await cache.stats()).current_size_bytes == len("long") + 1
 
 
 async def test_a_non_positive_ttl_stores_nothing(cache: ResourceCache) -> None:

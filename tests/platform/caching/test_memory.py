@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from keel.platform.caching import MemoryCache
+from keel.platform.caching import MemoryCache, create_cache
 from keel.platform.caching._hotkeys import HotKeys
 from keel.platform.caching.base import entry_size
 from tests.platform.caching.conftest import FakeClock
@@ -93,3 +93,9 @@ def test_hot_keys_forget_what_is_no_longer_requested() -> None:
     for index in range(40):
         hot.record(f"today-{index}")
     assert "yesterday" not in hot.top(10)
+
+
+def test_without_redis_the_factory_makes_a_memory_cache() -> None:
+    cache = create_cache(None, prefix="keel:", max_bytes=1234, timeout=0.25, fill_guard=2)
+    assert isinstance(cache, MemoryCache)
+    assert (cache.max_bytes, cache.fill_guard) == (1234, 2)

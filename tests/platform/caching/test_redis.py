@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from keel.platform.caching import RedisCache, redis_cache
+from keel.platform.caching import RedisCache, create_cache, redis_cache
 from tests.conftest import free_port
 from tests.platform.caching.proxy import Outage
 
@@ -268,3 +268,9 @@ async def test_an_invalidation_lost_while_a_probe_runs_is_replayed_before_servin
         finally:
             await cache.close()
             await client.aclose()
+
+
+def test_with_redis_the_factory_makes_a_redis_cache(redis_client: Redis) -> None:
+    cache = create_cache(redis_client, prefix="keel:", max_bytes=1234, timeout=0.25)
+    assert isinstance(cache, RedisCache)
+    assert cache.max_bytes == 1234
