@@ -86,5 +86,3 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def redis_prefix() -> str:
     return f"{services.REDIS_PREFIX}caching:{uuid.uuid4().hex[:8]}:"
-
-
