@@ -69,14 +69,26 @@ SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the session's transaction commits; never after a rollback.
+    """Run ``callback`` once the session's current transaction commits; never after a
+    rollback, and not when a savepoint inside it is released.
 
     For side effects on process state that must not run ahead of the database, such
     as dropping a revoked session from a cache: done before the commit, a concurrent
     request could re-read the still-live row and cache it again.
     """
+    sync_session = session.sync_session
+    transaction = sync_session.get_transaction()
+    fired = False
 
-    def run(_session: Session) -> None:
+    def run(committed: Session) -> None:
+        nonlocal fired
+        # SQLAlchemy also sends after_commit when a savepoint is released; and after a
+        # rollback, a later transaction's commit is not this one's.
+        if fired or committed.get_nested_transaction() is not None:
+            return
+        if transaction is not None and committed.get_transaction() is not transaction:
+            return
+        fired = True
         callback()
 
-    event.listen(session.sync_session, "after_commit", run, once=True)
+    event.listen(sync_session, "after_commit", run)
