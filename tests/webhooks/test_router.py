@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from keel.audit.models import AuditLog
 from keel.platform.http.errors import ValidationFailed
+from keel.platform.http.idempotency_store import IdempotencyRecord
 from keel.platform.resources import Resources
 from keel.settings import Environment, Settings
 from keel.users.models import Role
@@ -91,6 +92,34 @@ async def test_the_secret_is_never_readable_again_nor_stored_in_clear(
         ).scalar_one()
     assert secret not in stored
     assert service.open_secret(resources.security.secret_box, uuid.UUID(created["id"]), stored) == secret
+
+
+async def test_a_response_with_the_secret_is_never_cached_nor_kept_in_clear_for_replays(
+    client: httpx.AsyncClient, owner: TestUser, resources: Resources
+) -> None:
+    key = f"create-{uuid.uuid4()}"
+    body = {"name": "Replayed", "url": TARGET, "events": ["*"]}
+    headers = {**owner.headers, "Idempotency-Key": key}
+    first = await client.post(WEBHOOKS, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.headers["Cache-Control"] == "no-store"
+    secret = first.json()["data"]["secret"]
+    async with resources.db.sessionmaker() as session:
+        record = (
+            await session.execute(select(IdempotencyRecord).where(IdempotencyRecord.key == key))
+        ).scalar_one()
+    assert record.body_encrypted
+    assert secret.encode() not in (record.response_body or b"")
+    replay = await client.post(WEBHOOKS, json=body, headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["data"]["secret"] == secret
+    rotated = await client.post(
+        f"{webhook_url(first.json()['data']['id'])}/rotate-secret", headers=owner.headers
+    )
+    assert rotated.status_code == 200
+    assert rotated.headers["Cache-Control"] == "no-store"
+    reread = await client.get(webhook_url(first.json()["data"]["id"]), headers=owner.headers)
+    assert reread.headers["Cache-Control"] == "private, no-cache"
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,14 @@ def _respond(request: Request, row: Rows, status_code: int = 200, secret: str | 
     if secret is not None:
         data["secret"] = secret
     return resource_response(
-        request, data, etag=service.etag(row), self_href=_href(row.id), status_code=status_code
+        request,
+        data,
+        etag=service.etag(row),
+        self_href=_href(row.id),
+        status_code=status_code,
+        # A secret is shown once: no cache may keep it, and an Idempotency-Key replay
+        # stores it encrypted.
+        cache_control=PRIVATE_NO_CACHE if secret is None else "no-store",
     )
 
 

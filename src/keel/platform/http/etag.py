@@ -100,10 +100,12 @@ def resource_response(
     self_href: str,
     status_code: int = 200,
     links: Sequence[Link] = (),
+    cache_control: str = PRIVATE_NO_CACHE,
 ) -> Response:
     """One resource in the envelope with its strong ETag and ``self`` link; a ``GET``
-    whose ``If-None-Match`` names the ETag gets 304; a 201 carries ``Location``."""
-    headers = {"ETag": etag, "Cache-Control": PRIVATE_NO_CACHE}
+    whose ``If-None-Match`` names the ETag gets 304; a 201 carries ``Location``.
+    A response carrying a secret passes ``cache_control="no-store"``."""
+    headers = {"ETag": etag, "Cache-Control": cache_control}
     if status_code == 201:
         headers["Location"] = self_href
     elif request.method == "GET" and none_match(request, etag):
