@@ -54,6 +54,12 @@ def make_settings(**overrides: Any) -> Settings:
         "log_level": "INFO",
         "_env_file": None,
         "worker_in_process": False,
+        # Many tests log in or hammer endpoints: limits out of reach unless a test lowers them.
+        "rate_limit_anonymous_per_minute": 1_000_000,
+        "rate_limit_user_per_minute": 1_000_000,
+        "rate_limit_admin_per_minute": 1_000_000,
+        "rate_limit_login_per_minute": 1_000_000,
+        "rate_limit_register_per_minute": 1_000_000,
     }
     values.update(overrides)
     return Settings(**values)
@@ -210,6 +216,11 @@ def live_server(
         KEEL_LOG_LEVEL="INFO",
         KEEL_AUTO_MIGRATE="false",
         KEEL_ADMIN_EMAIL_DOMAINS=LIVE_ADMIN_DOMAIN,
+        KEEL_RATE_LIMIT_ANONYMOUS_PER_MINUTE="1000000",
+        KEEL_RATE_LIMIT_USER_PER_MINUTE="1000000",
+        KEEL_RATE_LIMIT_ADMIN_PER_MINUTE="1000000",
+        KEEL_RATE_LIMIT_LOGIN_PER_MINUTE="1000000",
+        KEEL_RATE_LIMIT_REGISTER_PER_MINUTE="1000000",
     )
     server = LiveServer(env, tmp_path_factory.mktemp("live") / "server.log")
     try:

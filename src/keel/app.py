@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from keel import __version__
 from keel.admin.router import router as admin_router
 from keel.api_keys.router import router as api_keys_router
-from keel.auth.dependencies import identify_caller
+from keel.auth.dependencies import caller_principal, identify_caller
 from keel.auth.router import router as auth_router
 from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
@@ -31,6 +31,8 @@ from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware,
 from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.queue.worker import InProcessWorker
+from keel.platform.ratelimit.middleware import RateLimitMiddleware
+from keel.platform.ratelimit.policies import Policies
 from keel.platform.resources import Resources
 from keel.products.router import router as products_router
 from keel.settings import Environment, Settings, load_settings
@@ -135,14 +137,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_versioned_schemas(app)
 
     # add_middleware wraps what is already there, so the last one added is outermost:
-    # Version -> RequestContext -> TrustedHost -> CORS -> BodyLimit -> Idempotency
-    # -> (exception handling) -> routes. Idempotency reads whole bodies, so it sits
-    # inside BodyLimit; it sees the v2 path, so a v1 retry of a v2 request replays.
+    # Version -> RequestContext -> TrustedHost -> CORS -> BodyLimit -> RateLimit
+    # -> Idempotency -> (exception handling) -> routes. Idempotency and the login limit
+    # read whole bodies, so they sit inside BodyLimit; they see the v2 path, so a v1
+    # retry of a v2 request replays and both versions share one rate-limit budget.
+    # RateLimit uses the client IP RequestContext resolved, and its refusals get CORS.
     app.add_middleware(
         IdempotencyMiddleware,
         identify=identify_caller,
         ttl=timedelta(hours=settings.idempotency_ttl_hours),
     )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            policies=Policies(settings),
+            principal_of=caller_principal,
+            probe_seconds=settings.rate_limit_probe_seconds,
+        )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -161,6 +161,26 @@ class Settings(BaseSettings):
         "any write it serves drops them all. 0 counts on every request.",
     )
 
+    # --- Rate limits ---------------------------------------------------------------
+    rate_limit_enabled: bool = Field(True, description="Enforce the rate limits and send their headers.")
+    rate_limit_anonymous_per_minute: int = Field(60, ge=1, le=1_000_000, description="Per client IP.")
+    rate_limit_user_per_minute: int = Field(
+        100, ge=1, le=1_000_000, description="Per user (their API keys count as them)."
+    )
+    rate_limit_admin_per_minute: int = Field(10_000, ge=1, le=1_000_000, description="Per admin user.")
+    rate_limit_login_per_minute: int = Field(
+        5, ge=1, le=1_000_000, description="POST /auth/login and /auth/token, per IP and per e-mail."
+    )
+    rate_limit_register_per_minute: int = Field(
+        3, ge=1, le=1_000_000, description="POST /auth/register, per IP."
+    )
+    rate_limit_period_seconds: float = Field(
+        60.0, ge=1.0, le=3600.0, description="The window of the per-minute limits (shortened by tests)."
+    )
+    rate_limit_probe_seconds: float = Field(
+        1.0, ge=0.05, le=60.0, description="While Redis is down, how often one request probes it again."
+    )
+
     # --- Jobs ----------------------------------------------------------------------
     worker_in_process: bool | None = Field(
         None,

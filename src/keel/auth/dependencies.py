@@ -157,16 +157,10 @@ ApiKeysRead = Annotated[Principal, Depends(require("api_keys:read"))]
 ApiKeysWrite = Annotated[Principal, Depends(require("api_keys:write"))]
 
 
-async def identify_caller(scope: Scope) -> str | None:
-    """Who a request acts for, as the key that scopes its ``Idempotency-Key``, or None
-    without credentials or with ones that do not authenticate (the route then answers
-    401 itself).
-
-    A session user is their user id, not the session: a retry sent with a refreshed
-    access token is the same caller. An API key is itself: a key with narrower scopes
-    must not replay a response made for its owner's session or another key (such as a
-    new key's secret).
-    """
+async def caller_principal(scope: Scope) -> Principal | None:
+    """Who a request acts for, read from its headers before routing (for middleware),
+    or None without credentials or with ones that do not authenticate (the route then
+    answers 401 itself)."""
     api_key = authorization = None
     # The first of each header, as the dependencies above read them.
     for name, value in scope["headers"]:
@@ -175,12 +169,22 @@ async def identify_caller(scope: Scope) -> str | None:
         elif name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
     scheme, bearer = get_authorization_scheme_param(authorization)
+    resources = scope["app"].state.resources
     try:
-        principal = await _principal(
-            scope["app"].state.resources, api_key, bearer if scheme.lower() == "bearer" else None
-        )
+        return await _principal(resources, api_key, bearer if scheme.lower() == "bearer" else None)
     except KeelError:
         return None
+
+
+async def identify_caller(scope: Scope) -> str | None:
+    """Who a request acts for, as the key that scopes its ``Idempotency-Key``.
+
+    A session user is their user id, not the session: a retry sent with a refreshed
+    access token is the same caller. An API key is itself: a key with narrower scopes
+    must not replay a response made for its owner's session or another key (such as a
+    new key's secret).
+    """
+    principal = await caller_principal(scope)
     if principal is None:
         return None
     return f"key:{principal.api_key_id}" if principal.api_key_id is not None else str(principal.user_id)

@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 from keel.platform.cache import TotalCache, TTLCache
 from keel.platform.db.engine import Database
 from keel.platform.observability.metrics import HTTPMetrics
+from keel.platform.ratelimit import FallbackLimiter, MemoryLimiter, RedisLimiter
+from keel.platform.ratelimit.redis_limiter import create_limiter_redis
 from keel.platform.security.crypto import SecretBox
 from keel.platform.security.passwords import Passwords
 from keel.platform.security.principal import Principal
@@ -30,6 +32,24 @@ def create_redis(settings: Settings) -> Redis | None:
         socket_connect_timeout=timeout,
         health_check_interval=30,
     )
+
+
+AppLimiter = FallbackLimiter | MemoryLimiter
+
+
+def create_limiter(settings: Settings, metrics: HTTPMetrics) -> tuple[AppLimiter, Redis | None]:
+    """The rate limiter and, with Redis, its own client (see ``create_limiter_redis``:
+    no retries with backoff, so an outage costs one timeout per probe, not seconds)."""
+    if settings.redis_url is None:
+        return MemoryLimiter(), None
+    client = create_limiter_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_ms / 1000)
+    limiter = FallbackLimiter(
+        RedisLimiter(client, prefix=settings.redis_key_prefix + "rl:"),
+        MemoryLimiter(),
+        on_fallback=metrics.ratelimit_fallbacks.inc,
+        probe_interval=settings.rate_limit_probe_seconds,
+    )
+    return limiter, client
 
 
 @dataclass(slots=True)
@@ -72,10 +92,13 @@ class Resources:
     security: Security
     list_totals: TotalCache = field(default_factory=lambda: TotalCache(ttl=0))
     redis: Redis | None = None
+    limiter: AppLimiter = field(default_factory=MemoryLimiter)
+    limiter_redis: Redis | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def open(cls, settings: Settings, metrics: HTTPMetrics) -> Resources:
+        limiter, limiter_redis = create_limiter(settings, metrics)
         return cls(
             settings=settings,
             db=Database.from_settings(settings),
@@ -83,9 +106,13 @@ class Resources:
             security=Security.from_settings(settings),
             list_totals=TotalCache(ttl=settings.list_total_cache_ms / 1000),
             redis=create_redis(settings),
+            limiter=limiter,
+            limiter_redis=limiter_redis,
         )
 
     async def close(self) -> None:
+        if self.limiter_redis is not None:
+            await self.limiter_redis.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.db.dispose()

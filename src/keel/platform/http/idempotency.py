@@ -119,7 +119,7 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            body, complete = await _read_body(receive)
+            body, complete = await read_body(receive)
         except BodyTooLarge:
             # Raised by BodyLimitMiddleware's receive; FastAPI's handlers, which would
             # render it, are further in.
@@ -127,7 +127,7 @@ class IdempotencyMiddleware:
             return
         if not complete:
             # The client left while sending: nothing to claim, let the app see it go.
-            await self.app(scope, _replay_body(body, receive, disconnected=True), send)
+            await self.app(scope, replay_body(body, receive, disconnected=True), send)
             return
 
         resources: Resources = scope["app"].state.resources
@@ -136,7 +136,7 @@ class IdempotencyMiddleware:
             resources.db, principal=principal, key=key.decode("ascii"), fingerprint=fingerprint, ttl=self.ttl
         )
         if isinstance(claimed, uuid.UUID):
-            await self._run(scope, _replay_body(body, receive), send, resources, claimed)
+            await self._run(scope, replay_body(body, receive), send, resources, claimed)
         elif (
             claimed is not None
             and claimed.fingerprint == fingerprint
@@ -210,7 +210,7 @@ class IdempotencyMiddleware:
             await settle()
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+async def read_body(receive: Receive) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -221,7 +221,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay_body(body: bytes, receive: Receive, *, disconnected: bool = False) -> Receive:
+def replay_body(body: bytes, receive: Receive, *, disconnected: bool = False) -> Receive:
     sent = False
 
     async def replay() -> Message:

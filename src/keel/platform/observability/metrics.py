@@ -50,6 +50,13 @@ class HTTPMetrics:
         # (method, route) -> per-bucket counts (last one is +Inf) and the sum of seconds
         self._latency: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
         self._shared: _SharedMetrics | None = None
+        # Requests whose rate limits were decided in this process's memory because Redis
+        # was unreachable (multiprocess mode writes it to the shared files like the rest).
+        self.ratelimit_fallbacks = Counter(
+            "keel_ratelimit_fallbacks",
+            "Requests rate-limited from process memory while Redis was unreachable.",
+            registry=self.registry,
+        )
         if os.environ.get(MULTIPROC_ENV):
             self._shared = _SharedMetrics(self.registry)
         else:

@@ -1,0 +1,267 @@
+"""Rate limits as clients see them, on both backends (PostgreSQL runs them on Redis, keys
+under the run's prefix): exact budgets per policy, the headers on every response, an
+honest Retry-After, one limiter round trip per request, and Redis outages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from keel.app import create_app
+from keel.platform.resources import Resources
+from tests import services
+from tests.conftest import free_port, make_settings, serve_app
+from tests.identity import PASSWORD, unique_email
+
+AUTH = "/api/v2/auth"
+PRODUCTS = "/api/v2/products"
+PROXY = "10.0.0.1"
+
+Served = Callable[..., Any]
+
+
+@pytest.fixture
+def limited(backend_settings: dict[str, Any]) -> Served:
+    """``async with limited(rate_limit_user_per_minute=3) as (app, client):`` — an app with
+    its own Redis namespace, so no other test's counts are seen."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+        prefix = f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:8]}:"
+        settings = make_settings(**{**backend_settings, "redis_key_prefix": prefix, **overrides})
+        app = create_app(settings)
+        async with serve_app(app) as client:
+            yield app, client
+
+    return factory
+
+
+def via(ip: str) -> dict[str, str]:
+    # The test client connects from 127.0.0.1; with it trusted, the client is ``ip``.
+    return {"X-Forwarded-For": ip}
+
+
+def assert_rate_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429
+    body = response.json()
+    assert body["success"] is False
+    assert [error["code"] for error in body["errors"]] == ["RATE_LIMITED"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+
+
+async def register(client: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:
+    body = {"email": email, "password": PASSWORD, "full_name": "Rate Limited"}
+    return await client.post(f"{AUTH}/register", json=body, headers=headers)
+
+
+async def signed_up(client: httpx.AsyncClient, email: str | None = None) -> dict[str, str]:
+    email = email or unique_email()
+    assert (await register(client, email)).status_code == 201
+    response = await client.post(f"{AUTH}/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200
+    return {"Authorization": f"Bearer {response.json()['data']['access_token']}"}
+
+
+async def test_anonymous_tier_allows_exactly_its_budget_per_ip(limited: Served) -> None:
+    async with limited(rate_limit_anonymous_per_minute=3) as (_app, client):
+        statuses = [(await client.get(PRODUCTS)).status_code for _ in range(3)]
+        refused = await client.get(PRODUCTS)
+
+    assert 429 not in statuses
+    assert_rate_limited(refused)
+    assert '"anonymous";q=3;w=60' in refused.headers["RateLimit-Policy"]
+
+
+async def test_remaining_decrements_by_one_and_errors_carry_the_headers(limited: Served) -> None:
+    async with limited(rate_limit_anonymous_per_minute=5) as (_app, client):
+        responses = [await client.get(PRODUCTS) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [401, 401, 401]
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["4", "3", "2"]
+    assert all(r.headers["X-RateLimit-Limit"] == "5" for r in responses)
+    assert responses[-1].headers["RateLimit-Policy"] == '"anonymous";q=5;w=60'
+    assert responses[-1].headers["RateLimit"].startswith('"anonymous";r=2;t=')
+    assert int(responses[-1].headers["X-RateLimit-Reset"]) > 0
+
+
+async def test_both_api_versions_share_one_budget(limited: Served) -> None:
+    async with limited(rate_limit_anonymous_per_minute=2) as (_app, client):
+        await client.get(PRODUCTS)
+        await client.get("/api/v1/products")
+        refused = await client.get("/api/v1/products")
+
+    assert refused.status_code == 429
+
+
+async def test_probes_and_docs_are_never_limited(limited: Served) -> None:
+    async with limited(rate_limit_anonymous_per_minute=1) as (_app, client):
+        responses = [await client.get(path) for path in ("/health", "/health", "/openapi.json", "/metrics")]
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 200]
+    assert all("X-RateLimit-Limit" not in r.headers for r in responses)
+
+
+async def test_disabled_limits_add_nothing(limited: Served) -> None:
+    async with limited(rate_limit_enabled=False, rate_limit_anonymous_per_minute=1) as (_app, client):
+        responses = [await client.get(PRODUCTS) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [401, 401, 401]
+    assert all("X-RateLimit-Limit" not in r.headers and "RateLimit" not in r.headers for r in responses)
+
+
+async def test_user_tier_counts_the_user_and_their_api_keys_together(limited: Served) -> None:
+    async with limited(rate_limit_user_per_minute=4) as (_app, client):
+        session = await signed_up(client)
+        created = await client.post(
+            "/api/v2/api-keys", json={"name": "ci", "scopes": ["profile:read"]}, headers=session
+        )
+        api_key = {"X-API-Key": created.json()["data"]["secret"]}
+        allowed = [
+            await client.get(f"{AUTH}/me", headers=api_key),
+            await client.get(f"{AUTH}/me", headers=session),
+            await client.get(f"{AUTH}/me", headers=api_key),
+        ]
+        refused = await client.get(f"{AUTH}/me", headers=session)
+        anonymous = await client.get(PRODUCTS)
+
+    assert created.status_code == 201
+    assert [r.status_code for r in allowed] == [200, 200, 200]
+    assert allowed[-1].headers["RateLimit-Policy"] == '"user";q=4;w=60'
+    assert_rate_limited(refused)
+    assert anonymous.status_code == 401  # the IP's anonymous budget is its own
+
+
+async def test_admins_get_the_admin_tier(limited: Served) -> None:
+    admins = {"admin_email_domains": ["admin.example"], "rate_limit_admin_per_minute": 7}
+    async with limited(**admins) as (_app, client):
+        admin = await signed_up(client, unique_email().replace("example.com", "admin.example"))
+        response = await client.get(f"{AUTH}/me", headers=admin)
+
+    assert response.status_code == 200
+    assert response.headers["RateLimit-Policy"] == '"admin";q=7;w=60'
+
+
+async def test_login_is_limited_per_ip(limited: Served) -> None:
+    async with limited(rate_limit_login_per_minute=3) as (_app, client):
+        attempts = [
+            await client.post(f"{AUTH}/login", json={"email": unique_email(), "password": "wrong-password-1"})
+            for _ in range(3)
+        ]
+        refused = await client.post(
+            f"{AUTH}/login", json={"email": unique_email(), "password": "wrong-password-1"}
+        )
+
+    assert [r.status_code for r in attempts] == [401, 401, 401]
+    assert_rate_limited(refused)
+    assert '"login-ip";r=0' in refused.headers["RateLimit"]
+
+
+async def test_login_is_limited_per_account_across_ips(limited: Served) -> None:
+    email = unique_email()
+    async with limited(rate_limit_login_per_minute=3, trusted_proxies=["127.0.0.1/32"]) as (_app, client):
+        assert (await register(client, email, **via("198.51.100.1"))).status_code == 201
+        attempts = [
+            await client.post(
+                f"{AUTH}/login",
+                json={"email": email, "password": PASSWORD},
+                headers=via(f"198.51.100.{10 + i}"),
+            )
+            for i in range(3)
+        ]
+        # The same account in another case, from yet another address, via the OAuth2 form.
+        refused = await client.post(
+            f"{AUTH}/token",
+            data={"username": email.upper(), "password": PASSWORD},
+            headers=via("203.0.113.99"),
+        )
+        other_account = await client.post(
+            f"{AUTH}/login", json={"email": unique_email(), "password": PASSWORD}, headers=via("203.0.113.99")
+        )
+
+    assert [r.status_code for r in attempts] == [200, 200, 200]
+    assert_rate_limited(refused)
+    assert '"login-account";r=0' in refused.headers["RateLimit"]
+    assert other_account.status_code == 401
+
+
+async def test_register_is_limited_per_ip(limited: Served) -> None:
+    async with limited(rate_limit_register_per_minute=2) as (_app, client):
+        created = [await register(client, unique_email()) for _ in range(2)]
+        refused = await register(client, unique_email())
+
+    assert [r.status_code for r in created] == [201, 201]
+    assert_rate_limited(refused)
+
+
+async def test_rotating_the_leftmost_forwarded_address_does_not_escape_the_limit(limited: Served) -> None:
+    async with limited(rate_limit_anonymous_per_minute=3, trusted_proxies=["127.0.0.1/32"]) as (_app, client):
+        responses = [await client.get(PRODUCTS, headers=via(f"192.0.2.{i}, 198.51.100.7")) for i in range(4)]
+        elsewhere = await client.get(PRODUCTS, headers=via("198.51.100.8"))
+
+    assert [r.status_code for r in responses] == [401, 401, 401, 429]
+    assert elsewhere.status_code == 401
+
+
+async def test_retry_after_is_honest(limited: Served) -> None:
+    async with limited(rate_limit_anonymous_per_minute=2, rate_limit_period_seconds=2) as (_app, client):
+        await client.get(PRODUCTS)
+        await client.get(PRODUCTS)
+        refused = await client.get(PRODUCTS)
+        await asyncio.sleep(int(refused.headers["Retry-After"]))
+        after_waiting = await client.get(PRODUCTS)
+
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) <= 2
+    assert after_waiting.status_code == 401
+
+
+async def test_each_request_is_one_evalsha(limited: Served, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("the memory limiter makes no round trip")
+    async with limited(rate_limit_login_per_minute=100) as (app, client):
+        resources: Resources = app.state.resources
+        redis = resources.limiter_redis
+        assert redis is not None
+        sent: list[str] = []
+        execute = redis.execute_command
+
+        async def counting(*args: Any, **options: Any) -> Any:
+            sent.append(str(args[0]).upper())
+            return await execute(*args, **options)  # type: ignore[no-untyped-call]
+
+        redis.execute_command = counting  # type: ignore[method-assign]
+        await client.get(PRODUCTS)  # the first call may load the script
+        for request in (
+            client.get(PRODUCTS),
+            client.post(f"{AUTH}/login", json={"email": unique_email(), "password": PASSWORD}),
+            client.get("/health"),
+        ):
+            sent.clear()
+            response = await request
+            assert "X-RateLimit-Limit" in response.headers or response.request.url.path == "/health"
+            assert sent == ([] if response.request.url.path == "/health" else ["EVALSHA"])
+
+
+async def test_without_redis_login_fails_closed_and_other_routes_fall_back(limited: Served) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    async with limited(redis_url=closed, redis_timeout_ms=200) as (app, client):
+        login = await client.post(f"{AUTH}/login", json={"email": unique_email(), "password": PASSWORD})
+        register_response = await register(client, unique_email())
+        general = await client.get(PRODUCTS)
+        fallbacks = app.state.resources.metrics.registry.get_sample_value("keel_ratelimit_fallbacks_total")
+
+    for refused in (login, register_response):
+        assert refused.status_code == 503
+        assert [error["code"] for error in refused.json()["errors"]] == ["SERVICE_UNAVAILABLE"]
+        assert int(refused.headers["Retry-After"]) >= 1
+    assert general.status_code == 401
+    assert general.headers["X-RateLimit-Limit"] == "1000000"
+    assert fallbacks == 1
