@@ -63,6 +63,20 @@ def postgres_url() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used, or None."""
+
+    async def ping() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
+        await connection.close()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"not reachable at 127.0.0.1:5432 ({type(exc).__name__})"
+    return None
+
+
 def start_workers(url: str, count: int, concurrency: int, logdir: Path) -> list[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
@@ -162,6 +176,10 @@ class Receiver:
                 writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+        except asyncio.CancelledError:
+            # The bench is over: end quietly (a cancelled handler makes asyncio print
+            # a traceback for each open connection).
             writer.close()
 
     async def close(self) -> None:
@@ -268,6 +286,9 @@ def main() -> None:
     rows = []
     deliveries: list[tuple[str, float]] = []
     for backend in options.backends.split(","):
+        if backend == "postgres" and (reason := postgres_unavailable()) is not None:
+            print(f"postgres  skipped: {reason}", flush=True)
+            continue
         with (
             sqlite_url() if backend == "sqlite" else postgres_url() as url,
             tempfile.TemporaryDirectory() as logs,
