@@ -48,6 +48,7 @@ MAX_ERROR_CHARS = 2000
 UNKNOWN_KIND_DELAY = 60.0
 LISTEN_RECONNECT_MAX = 30.0
 CLAIM_DEBOUNCE_SECONDS = 0.005
+CANCEL_UNWIND_SECONDS = 2.0
 _RUNNING = Status.RUNNING.value
 
 
@@ -380,6 +381,10 @@ class Worker:
             unfinished = [job_id for job_id, task in self._running.items() if task in pending]
             for task in pending:
                 task.cancel()
+            if pending:
+                # Let the cancelled handlers unwind (roll back, close their sessions)
+                # before their jobs are released and the engine goes away.
+                await asyncio.wait(pending, timeout=CANCEL_UNWIND_SECONDS)
             if unfinished:
                 with contextlib.suppress(Exception):
                     async with self.db.writer() as session:
@@ -403,7 +408,8 @@ class Worker:
                 except Exception:
                     failures += 1
                     log.warning("queue.claim.failed", worker=self.name, exc_info=True)
-                    await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                    with contextlib.suppress(TimeoutError):  # a stop ends the back-off
+                        await asyncio.wait_for(self._stopping.wait(), timeout=min(30.0, 0.5 * 2**failures))
                     continue
             for job in claimed:
                 self._running[job.id] = asyncio.create_task(self._run(job), name=f"job:{job.kind}")
