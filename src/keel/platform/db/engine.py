@@ -94,7 +94,9 @@ class Database:
     async def reader(self) -> AsyncIterator[AsyncSession]:
         """A session that only reads. On PostgreSQL each statement runs on its own
         (AUTOCOMMIT), which saves the BEGIN and ROLLBACK round trips; under READ
-        COMMITTED every statement had its own snapshot anyway."""
+        COMMITTED every statement had its own snapshot anyway. (Not on SQLite: leaving
+        AUTOCOMMIT, pysqlite hands the connection back to the sqlite3 module's implicit
+        transactions, which the engine turns off on purpose.)"""
         async with self.sessionmaker() as session:
             if not self.is_sqlite:
                 await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

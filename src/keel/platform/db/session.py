@@ -11,7 +11,6 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from keel.platform.db.engine import SQLITE_BEGIN_OPTION
 from keel.platform.http.errors import IdempotencyLeaseLost, KeelError
 from keel.platform.http.idempotency_store import RECORD_ID_STATE, mark_committed
 
@@ -20,20 +19,11 @@ _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     db = request.app.state.resources.db
-    async with db.sessionmaker() as session:
-        if request.method in _READ_ONLY_METHODS:
-            if not db.is_sqlite:
-                # Reads run each statement on its own: READ COMMITTED gives every
-                # statement its own snapshot anyway, and BEGIN and COMMIT would be two
-                # more round trips on the hottest requests. (Not on SQLite: leaving
-                # AUTOCOMMIT, pysqlite hands the connection back to the sqlite3 module's
-                # implicit transactions, which the engine turns off on purpose.)
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        elif db.is_sqlite:
-            # Take SQLite's write lock up front: a transaction that reads and then
-            # writes fails at once (SQLITE_BUSY) when another writer got in between,
-            # while one that starts IMMEDIATE waits its turn (busy_timeout).
-            await session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    # Reads: each statement on its own on PostgreSQL (no BEGIN/COMMIT round trips on the
+    # hottest requests). Writes: SQLite's write lock taken up front, so a transaction
+    # that reads then writes waits its turn instead of failing with SQLITE_BUSY.
+    opened = db.reader() if request.method in _READ_ONLY_METHODS else db.writer()
+    async with opened as session:
         try:
             yield session
         except KeelError as exc:
