@@ -180,6 +180,43 @@ class Settings(BaseSettings):
     rate_limit_probe_seconds: float = Field(
         1.0, ge=0.05, le=60.0, description="While Redis is down, how often one request probes it again."
     )
+    rate_limit_free_multiplier: float = Field(
+        1.0, ge=0.01, le=1000.0, description="The user limit is multiplied by this on the free plan."
+    )
+    rate_limit_pro_multiplier: float = Field(
+        5.0, ge=0.01, le=1000.0, description="The user limit is multiplied by this on the pro plan."
+    )
+    rate_limit_enterprise_multiplier: float = Field(
+        20.0, ge=0.01, le=1000.0, description="The user limit is multiplied by this on the enterprise plan."
+    )
+    quota_products_free: int = Field(
+        1, ge=0, le=1_000_000, description="Products a free account may create per period; 0: no limit."
+    )
+    quota_products_free_period_seconds: float = Field(7200.0, ge=1.0, le=31 * 86400.0)
+    quota_products_pro: int = Field(
+        100, ge=0, le=1_000_000, description="Products a pro account may create per period; 0: no limit."
+    )
+    quota_products_pro_period_seconds: float = Field(3600.0, ge=1.0, le=31 * 86400.0)
+    quota_products_enterprise: int = Field(
+        0, ge=0, le=1_000_000, description="Products an enterprise account may create per period; 0: none."
+    )
+    quota_products_enterprise_period_seconds: float = Field(3600.0, ge=1.0, le=31 * 86400.0)
+
+    # --- Cache ---------------------------------------------------------------------
+    cache_enabled: bool = Field(True, description="Cache single product and folder reads.")
+    cache_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, le=64 * 1024**3, description="The cache's budget: keys plus values."
+    )
+    cache_ttl_seconds: float = Field(
+        60.0, ge=0.0, le=86400.0, description="How long an entry lives whatever happens (0: store nothing)."
+    )
+    cache_fill_guard_seconds: float = Field(
+        5.0,
+        ge=0.0,
+        le=300.0,
+        description="After an invalidation, how long reads that may have seen the old rows are not stored.",
+    )
+    cache_warm_limit: int = Field(100, ge=1, le=10_000, description="Entries POST /cache/warm reloads.")
 
     # --- Jobs ----------------------------------------------------------------------
     worker_in_process: bool | None = Field(

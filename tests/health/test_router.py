@@ -59,16 +59,42 @@ async def test_readiness_reports_each_dependency(client: httpx.AsyncClient, back
     assert checks["queue"]["status"] == "ok"
     assert checks["webhooks"]["status"] == "ok"
     assert "deliveries due" in checks["webhooks"]["detail"]
+    assert checks["cache"]["status"] == "ok"
+    assert "hit rate" in checks["cache"]["detail"]
     if backend == "postgres":
         assert checks["redis"]["status"] == "ok"
         assert checks["redis"]["latency_ms"] > 0
+        assert checks["ratelimit"] == {
+            "status": "ok",
+            "required": False,
+            "latency_ms": None,
+            "detail": "redis: limits shared by every process",
+        }
+        assert checks["cache"]["detail"].startswith("redis: ")
     else:
         assert checks["redis"]["status"] == "disabled"
+        assert checks["ratelimit"]["detail"] == "memory: limits are per process"
+        assert checks["cache"]["detail"].startswith("memory: ")
+
+
+async def test_switched_off_cache_and_limiter_are_disabled(client_with: ClientFactory) -> None:
+    async with client_with(cache_enabled=False, rate_limit_enabled=False) as client:
+        checks = (await client.get("/health/deep")).json()["data"]["checks"]
+    assert checks["cache"]["status"] == "disabled"
+    assert checks["ratelimit"]["status"] == "disabled"
 
 
 async def test_detailed_query_is_the_readiness_check(client: httpx.AsyncClient) -> None:
     data = (await client.get("/health", params={"detailed": "true"})).json()["data"]
-    assert set(data["checks"]) == {"database", "migrations", "redis", "queue", "webhooks"}
+    assert set(data["checks"]) == {
+        "database",
+        "migrations",
+        "redis",
+        "queue",
+        "webhooks",
+        "ratelimit",
+        "cache",
+    }
 
 
 async def test_database_that_never_answers_gives_503_within_a_second(black_hole: int) -> None:
@@ -98,12 +124,19 @@ async def test_refused_database_gives_503_naming_it_without_leaking_the_url() ->
 
 async def test_unreachable_redis_is_degraded_not_down(client_with: ClientFactory) -> None:
     async with client_with(redis_url=f"redis://127.0.0.1:{closed_port()}/0") as client:
+        before = (await client.get("/health/deep")).json()["data"]["checks"]
+        served = await client.get("/api/v2/products")  # the limiter meets the outage
+        await client.get("/api/v2/products/00000000-0000-4000-8000-000000000000")  # and the cache
         response = await client.get("/health/deep")
+    assert before["ratelimit"]["status"] == "ok"
+    assert served.status_code == 401  # answered, limited from memory
     assert response.status_code == 200
     data = response.json()["data"]
     assert data["status"] == "degraded"
     assert data["checks"]["redis"]["status"] == "down"
     assert data["checks"]["redis"]["required"] is False
+    assert data["checks"]["ratelimit"]["status"] == "degraded"
+    assert "each process limits from memory" in data["checks"]["ratelimit"]["detail"]
 
 
 async def test_schema_behind_the_code_is_unavailable(tmp_path: Path) -> None:

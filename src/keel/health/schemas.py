@@ -28,5 +28,6 @@ class Readiness(Schema):
     version: str = Field(description="Keel release.")
     uptime_seconds: float = Field(description="Seconds since this process started.")
     checks: dict[str, DependencyCheck] = Field(
-        description="One entry per dependency: database, migrations, redis."
+        description="One entry per dependency: database, migrations, redis, queue, webhooks, "
+        "ratelimit, cache."
     )

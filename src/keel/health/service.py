@@ -19,6 +19,7 @@ from keel.health.schemas import DependencyCheck, Liveness, OverallStatus, Readin
 from keel.platform.db.base import utcnow
 from keel.platform.db.migrate import current_revision, head_revision
 from keel.platform.queue import Job, Status
+from keel.platform.ratelimit import FallbackLimiter
 from keel.platform.resources import Resources
 from keel.webhooks import service as webhooks_service
 
@@ -91,12 +92,25 @@ async def readiness(resources: Resources) -> Readiness:
         stalled["webhooks"] = waited > QUEUE_STALL_SECONDS
         return f"{backlog} deliveries due, oldest waiting {waited:.1f} s"
 
+    async def cache() -> str | None:
+        if resources.cache is None:
+            return None
+        stats = await resources.cache.stats()
+        where = "redis" if resources.redis is not None else "memory"
+        return (
+            f"{where}: hit rate {stats.hit_rate:.2%} over {stats.total_requests} reads, "
+            f"{stats.current_size_bytes} of {stats.max_size_bytes} bytes"
+        )
+
     checks: dict[str, DependencyCheck] = {}
-    database_check, redis_check, queue_check, webhooks_check = await asyncio.gather(
+    database_check, redis_check, queue_check, webhooks_check, cache_check = await asyncio.gather(
         _timed(database, within=timeout, required=True),
         _timed(redis, within=timeout, required=False) if resources.redis is not None else _disabled(),
         _timed(queue, within=timeout, required=False),
         _timed(webhooks, within=timeout, required=False),
+        _timed(cache, within=timeout, required=False)
+        if resources.cache is not None
+        else _off("KEEL_CACHE_ENABLED"),
     )
     checks["database"] = database_check
     checks["migrations"] = _migrations_check(database_check, revision[0] if revision else None)
@@ -104,6 +118,13 @@ async def readiness(resources: Resources) -> Readiness:
     # Requests are still served when work waits; background work (webhooks, exports) is late.
     checks["queue"] = _stalled(queue_check) if stalled.get("queue") else queue_check
     checks["webhooks"] = _stalled(webhooks_check) if stalled.get("webhooks") else webhooks_check
+    checks["ratelimit"] = _ratelimit_check(resources)
+    if resources.cache is not None and resources.cache.degraded:
+        # Reads are served from the database meanwhile; invalidations are replayed on recovery.
+        cache_check = DependencyCheck(
+            status="degraded", required=False, detail="Redis unreachable: every read misses"
+        )
+    checks["cache"] = cache_check
     return Readiness(
         status=_overall(checks),
         version=__version__,
@@ -130,7 +151,26 @@ def _stalled(check: DependencyCheck) -> DependencyCheck:
 
 
 async def _disabled() -> DependencyCheck:
-    return DependencyCheck(status="disabled", required=False, detail="KEEL_REDIS_URL is not set")
+    return await _off("KEEL_REDIS_URL")
+
+
+async def _off(setting: str) -> DependencyCheck:
+    return DependencyCheck(status="disabled", required=False, detail=f"{setting} is not set")
+
+
+def _ratelimit_check(resources: Resources) -> DependencyCheck:
+    if not resources.settings.rate_limit_enabled:
+        return DependencyCheck(status="disabled", required=False, detail="KEEL_RATE_LIMIT_ENABLED is off")
+    limiter = resources.limiter
+    if not isinstance(limiter, FallbackLimiter):
+        return DependencyCheck(status="ok", required=False, detail="memory: limits are per process")
+    if limiter.degraded:
+        return DependencyCheck(
+            status="degraded",
+            required=False,
+            detail="Redis unreachable: each process limits from memory; login, token and register answer 503",
+        )
+    return DependencyCheck(status="ok", required=False, detail="redis: limits shared by every process")
 
 
 def _migrations_check(database: DependencyCheck, current: str | None) -> DependencyCheck:

@@ -11,10 +11,11 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from keel.platform.cache import TotalCache, TTLCache
+from keel.platform.caching import ResourceCache, create_cache
 from keel.platform.db.engine import Database
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.ratelimit import FallbackLimiter, MemoryLimiter, RedisLimiter
-from keel.platform.ratelimit.redis_limiter import create_limiter_redis
+from keel.platform.redis_client import connect_redis
 from keel.platform.security.crypto import SecretBox
 from keel.platform.security.passwords import Passwords
 from keel.platform.security.principal import Principal
@@ -25,31 +26,35 @@ from keel.settings import Settings
 def create_redis(settings: Settings) -> Redis | None:
     if settings.redis_url is None:
         return None
-    timeout = settings.redis_timeout_ms / 1000
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-    )
+    return connect_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_ms / 1000)
 
 
 AppLimiter = FallbackLimiter | MemoryLimiter
 
 
-def create_limiter(settings: Settings, metrics: HTTPMetrics) -> tuple[AppLimiter, Redis | None]:
-    """The rate limiter and, with Redis, its own client (see ``create_limiter_redis``:
-    no retries with backoff, so an outage costs one timeout per probe, not seconds)."""
-    if settings.redis_url is None:
-        return MemoryLimiter(), None
-    client = create_limiter_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_ms / 1000)
-    limiter = FallbackLimiter(
-        RedisLimiter(client, prefix=settings.redis_key_prefix + "rl:"),
+def create_limiter(settings: Settings, metrics: HTTPMetrics, redis: Redis | None) -> AppLimiter:
+    """Shared through Redis when there is one (falling back to memory while it is
+    unreachable), else this process's memory."""
+    if redis is None:
+        return MemoryLimiter()
+    return FallbackLimiter(
+        RedisLimiter(redis, prefix=settings.redis_key_prefix + "rl:"),
         MemoryLimiter(),
         on_fallback=metrics.ratelimit_fallbacks.inc,
         probe_interval=settings.rate_limit_probe_seconds,
     )
-    return limiter, client
+
+
+def open_cache(settings: Settings, redis: Redis | None) -> ResourceCache | None:
+    if not settings.cache_enabled:
+        return None
+    return create_cache(
+        redis,
+        prefix=settings.redis_key_prefix,
+        max_bytes=settings.cache_max_bytes,
+        timeout=settings.redis_timeout_ms / 1000,
+        fill_guard=settings.cache_fill_guard_seconds,
+    )
 
 
 @dataclass(slots=True)
@@ -93,26 +98,27 @@ class Resources:
     list_totals: TotalCache = field(default_factory=lambda: TotalCache(ttl=0))
     redis: Redis | None = None
     limiter: AppLimiter = field(default_factory=MemoryLimiter)
-    limiter_redis: Redis | None = None
+    # Single product and folder reads, per viewer (None when KEEL_CACHE_ENABLED is off).
+    cache: ResourceCache | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def open(cls, settings: Settings, metrics: HTTPMetrics) -> Resources:
-        limiter, limiter_redis = create_limiter(settings, metrics)
+        redis = create_redis(settings)
         return cls(
             settings=settings,
             db=Database.from_settings(settings),
             metrics=metrics,
             security=Security.from_settings(settings),
             list_totals=TotalCache(ttl=settings.list_total_cache_ms / 1000),
-            redis=create_redis(settings),
-            limiter=limiter,
-            limiter_redis=limiter_redis,
+            redis=redis,
+            limiter=create_limiter(settings, metrics, redis),
+            cache=open_cache(settings, redis),
         )
 
     async def close(self) -> None:
-        if self.limiter_redis is not None:
-            await self.limiter_redis.aclose()
+        if self.cache is not None:
+            await self.cache.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.db.dispose()

@@ -19,7 +19,7 @@ import redis
 from redis.asyncio import Redis
 
 from keel.platform.ratelimit import Limiter, MemoryLimiter, RedisLimiter
-from keel.platform.ratelimit.redis_limiter import create_limiter_redis
+from keel.platform.redis_client import connect_redis
 from tests import services
 
 PREFIX = f"{services.REDIS_PREFIX}rl:"
@@ -53,7 +53,7 @@ def key() -> str:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = create_limiter_redis(redis_url, timeout_seconds=2)
+    client = connect_redis(redis_url, timeout_seconds=2)
     yield client
     await client.aclose()
 

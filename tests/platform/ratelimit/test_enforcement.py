@@ -228,7 +228,7 @@ async def test_each_request_is_one_evalsha(limited: Served, redis_url: str) -> N
     # memory limiter makes no round trip to count.
     async with limited(rate_limit_login_per_minute=100, redis_url=redis_url) as (app, client):
         resources: Resources = app.state.resources
-        redis = resources.limiter_redis
+        redis = resources.redis
         assert redis is not None
         sent: list[str] = []
         execute = redis.execute_command

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from keel.platform.ratelimit import FallbackLimiter, Limit, LimiterUnavailable, MemoryLimiter, RedisLimiter
-from keel.platform.ratelimit.redis_limiter import create_limiter_redis
+from keel.platform.redis_client import connect_redis
 from tests.platform.ratelimit.conftest import PREFIX, FakeClock, RedisServer, free_port
 
 
@@ -34,7 +34,7 @@ class Calls:
 
 @pytest.fixture
 async def unreachable() -> AsyncIterator[RedisLimiter]:
-    client = create_limiter_redis(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.25)
+    client = connect_redis(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.25)
     yield RedisLimiter(client, prefix=PREFIX)
     await client.aclose()
 
@@ -69,7 +69,7 @@ async def test_fail_closed_raises_limiter_unavailable(unreachable: RedisLimiter,
 
 
 async def test_a_restarted_redis_is_used_again(redis_server: RedisServer, key: str) -> None:
-    client = create_limiter_redis(redis_server.url, timeout_seconds=0.25)
+    client = connect_redis(redis_server.url, timeout_seconds=0.25)
     try:
         calls = Calls()
         limiter = FallbackLimiter(
@@ -111,7 +111,7 @@ async def test_a_silent_redis_times_out_and_is_left_alone_until_the_next_probe(k
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = create_limiter_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.1)
+    client = connect_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.1)
     try:
         clock = FakeClock()
         limiter = FallbackLimiter(

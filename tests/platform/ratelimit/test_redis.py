@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from keel.platform.ratelimit import Limit, MemoryLimiter, RedisLimiter
-from keel.platform.ratelimit.redis_limiter import create_limiter_redis
+from keel.platform.redis_client import connect_redis
 from tests.platform.ratelimit.conftest import PREFIX, FakeClock, RedisServer
 
 
@@ -69,7 +69,7 @@ async def test_the_script_is_loaded_again_after_a_flush(redis_server: RedisServe
 
 
 async def test_two_replicas_share_one_limit_exactly(redis_url: str, key: str) -> None:
-    clients = [create_limiter_redis(redis_url, timeout_seconds=2) for _ in range(2)]
+    clients = [connect_redis(redis_url, timeout_seconds=2) for _ in range(2)]
     try:
         replicas = [RedisLimiter(client, prefix=PREFIX) for client in clients]
         limit = Limit("user", key, 10, 60)
@@ -81,7 +81,7 @@ async def test_two_replicas_share_one_limit_exactly(redis_url: str, key: str) ->
 
 
 async def test_concurrent_hits_from_two_replicas_never_overshoot(redis_url: str, key: str) -> None:
-    clients = [create_limiter_redis(redis_url, timeout_seconds=2) for _ in range(2)]
+    clients = [connect_redis(redis_url, timeout_seconds=2) for _ in range(2)]
     try:
         replicas = [RedisLimiter(client, prefix=PREFIX) for client in clients]
         limits = [Limit("user", key, 10, 60), Limit("global", key, 1000, 60)]
