@@ -113,7 +113,9 @@ async def optional_principal(
     bearer: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal | None:
-    principal = await _principal(request.app.state.resources, api_key, bearer)
+    # ``bearer`` and ``api_key`` document the schemes in OpenAPI; resolve_caller reads the
+    # same headers the same way, and has usually run already (in the rate limiter).
+    principal = await resolve_caller(request.scope)
     if principal is not None:
         request.state.principal = principal.actor_id
     return principal
@@ -157,21 +159,44 @@ ApiKeysRead = Annotated[Principal, Depends(require("api_keys:read"))]
 ApiKeysWrite = Annotated[Principal, Depends(require("api_keys:write"))]
 
 
-async def caller_principal(scope: Scope) -> Principal | None:
-    """Who a request acts for, read from its headers before routing (for middleware),
-    or None without credentials or with ones that do not authenticate (the route then
-    answers 401 itself)."""
+# Where a request's resolved caller is kept: the rate limiter, the idempotency layer and
+# the route all ask, and each asking would otherwise verify the token again.
+_CALLER = "keel.caller"
+
+
+async def resolve_caller(scope: Scope) -> Principal | None:
+    """Who a request acts for: None without credentials; raises (401) for credentials
+    that do not authenticate. Resolved once per request, then read from the scope."""
+    state = scope.setdefault("state", {})
+    if _CALLER in state:
+        known: Principal | KeelError | None = state[_CALLER]
+        if isinstance(known, KeelError):
+            raise known
+        return known
     api_key = authorization = None
-    # The first of each header, as the dependencies above read them.
+    # The first of each header, as FastAPI's security schemes read them.
     for name, value in scope["headers"]:
         if name == b"x-api-key" and api_key is None:
             api_key = value.decode("latin-1")
         elif name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
     scheme, bearer = get_authorization_scheme_param(authorization)
-    resources = scope["app"].state.resources
     try:
-        return await _principal(resources, api_key, bearer if scheme.lower() == "bearer" else None)
+        principal = await _principal(
+            scope["app"].state.resources, api_key, bearer if scheme.lower() == "bearer" else None
+        )
+    except KeelError as exc:
+        state[_CALLER] = exc
+        raise
+    state[_CALLER] = principal
+    return principal
+
+
+async def caller_principal(scope: Scope) -> Principal | None:
+    """:func:`resolve_caller` for middleware, before routing: None also for credentials
+    that do not authenticate (the route then answers 401 itself)."""
+    try:
+        return await resolve_caller(scope)
     except KeelError:
         return None
 
