@@ -8,6 +8,10 @@ Only 127.0.0.1 is ever contacted.
 
     .venv/bin/python bench/run.py [--duration S] [--rounds N] [--connections N]
                                   [--backends sqlite,postgres] [--quick]
+                                  [--only SUBSTRING ...]
+
+``--only`` runs the scenarios whose name contains the substring (any of them when
+repeated; case-insensitive), plus the baselines their ratios need.
 
 Backends: ``sqlite`` (a file database in a temporary directory) and ``postgres``
 (PostgreSQL at 127.0.0.1:5432 plus Redis at 127.0.0.1:6379; a fresh database
@@ -16,6 +20,13 @@ Backends: ``sqlite`` (a file database in a temporary directory) and ``postgres``
 On each backend the Keel bench user is registered through the API and then given
 10,000 products by ``keel demo seed --email <user>`` (run with the server's own
 environment), so the product lists page through a realistic table.
+
+Keel also runs in variants that differ from the normal server only by environment
+(see :data:`SERVERS`): with the cache off, with the limiter on memory or off. They
+share the backend's database and secret key, so the bench user's credentials work on
+all of them; every server is started up front, and only one is under load at a time.
+Every Keel server's per-minute budgets are set far above what a run can spend, so the
+limiter counts every request but never refuses one.
 
 To add a comparison, append one :class:`Scenario` to :data:`SCENARIOS`, e.g.
 ``Scenario("keel GET /folders", "keel", "/api/v2/folders", headers=KEEL_BEARER,
@@ -72,6 +83,9 @@ SEED_TIMEOUT_SECONDS = 600
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 ALL_BACKENDS = ("sqlite", "postgres")
+# Per-minute budget of every Keel rate-limit tier: never reached in a run (the limiter
+# still counts each request, so its cost is measured, but it never answers 429).
+KEEL_BENCH_BUDGET = "1000000"
 
 
 # --- What to measure -----------------------------------------------------------------
@@ -79,12 +93,15 @@ ALL_BACKENDS = ("sqlite", "postgres")
 
 @dataclass(frozen=True)
 class Server:
-    """One way of starting a server. ``kind`` picks the command line; ``env`` is added."""
+    """One way of starting a server. ``kind`` picks the command line; ``env`` is added
+    last. ``redis=False`` starts Keel without the backend's Redis (so with the memory
+    limiter and, when enabled, the memory cache)."""
 
     name: str
     kind: Literal["keel", "ref"]
     ready_path: str
     env: Mapping[str, str] = field(default_factory=dict)
+    redis: bool = True
 
 
 @dataclass(frozen=True)
@@ -108,11 +125,28 @@ class Scenario:
     backends: tuple[str, ...] | None = None
     seeded: bool = False
 
+    def target(self, base_url: str, tokens: Mapping[str, str]) -> tuple[str, list[tuple[str, str]]]:
+        """The URL and headers with the tokens filled in."""
+        headers = [(name, value.format_map(tokens)) for name, value in self.headers]
+        return base_url + self.path.format_map(tokens), headers
+
+
+# Keel as configured normally on the backend (limiter and cache on, both on Redis when
+# the backend has it), and variants differing from it only by environment.
+KEEL = "keel"
+KEEL_NO_CACHE = "keel[cache=off]"
+KEEL_MEMORY_LIMITER = "keel[limiter=memory,cache=off]"
+KEEL_NO_LIMITER = "keel[limiter=off,cache=off]"
+CACHE_OFF = {"KEEL_CACHE_ENABLED": "false"}
+
 
 SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
-        Server("keel", "keel", "/health"),
+        Server(KEEL, "keel", "/health"),
+        Server(KEEL_NO_CACHE, "keel", "/health", CACHE_OFF),
+        Server(KEEL_MEMORY_LIMITER, "keel", "/health", CACHE_OFF, redis=False),
+        Server(KEEL_NO_LIMITER, "keel", "/health", {**CACHE_OFF, "KEEL_RATE_LIMIT_ENABLED": "false"}),
         Server("ref", "ref", "/hello", {"REF_MIDDLEWARE": "none"}),
         Server("ref+base", "ref", "/hello", {"REF_MIDDLEWARE": "base"}),
         Server("ref+asgi", "ref", "/hello", {"REF_MIDDLEWARE": "asgi"}),
@@ -179,7 +213,66 @@ SCENARIOS: list[Scenario] = [
         baseline="ref GET /items (JWT, 20 rows)",
         seeded=True,
     ),
+    # The cache's effect: the same read with KEEL_CACHE_ENABLED on and off, the limiter
+    # as normally configured (memory cache and limiter on SQLite, Redis on PostgreSQL).
+    Scenario(
+        "keel GET /products/{id} cache=off",
+        KEEL_NO_CACHE,
+        "/api/v2/products/{product_id}",
+        headers=KEEL_BEARER,
+        seeded=True,
+    ),
+    Scenario(
+        "keel GET /products/{id} cache=on",
+        KEEL,
+        "/api/v2/products/{product_id}",
+        headers=KEEL_BEARER,
+        baseline="keel GET /products/{id} cache=off",
+        seeded=True,
+    ),
+    # The limiter's cost: on Redis, on memory and off, all with the cache off (without
+    # Redis the cache would move to memory too). Only where there is a Redis.
+    Scenario(
+        "keel GET /products/{id} limiter=off, cache=off",
+        KEEL_NO_LIMITER,
+        "/api/v2/products/{product_id}",
+        headers=KEEL_BEARER,
+        backends=("postgres",),
+        seeded=True,
+    ),
+    Scenario(
+        "keel GET /products/{id} limiter=memory, cache=off",
+        KEEL_MEMORY_LIMITER,
+        "/api/v2/products/{product_id}",
+        headers=KEEL_BEARER,
+        baseline="keel GET /products/{id} limiter=off, cache=off",
+        backends=("postgres",),
+        seeded=True,
+    ),
+    Scenario(
+        "keel GET /products/{id} limiter=redis, cache=off",
+        KEEL_NO_CACHE,
+        "/api/v2/products/{product_id}",
+        headers=KEEL_BEARER,
+        baseline="keel GET /products/{id} limiter=off, cache=off",
+        backends=("postgres",),
+        seeded=True,
+    ),
 ]
+
+
+def select_scenarios(backend: str, only: Sequence[str] = ()) -> list[Scenario]:
+    """The scenarios that run on ``backend``: those whose name contains one of ``only``
+    (all when empty), plus the baselines their ratios are taken against."""
+    here = {s.name: s for s in SCENARIOS if s.backends is None or backend in s.backends}
+    wanted = [name for name in here if not only or any(o.lower() in name.lower() for o in only)]
+    chosen: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        if name in here and name not in chosen:
+            chosen.add(name)
+            wanted.extend(filter(None, [here[name].baseline]))
+    return [scenario for name, scenario in here.items() if name in chosen]
 
 
 # --- Results -------------------------------------------------------------------------
@@ -479,6 +572,16 @@ class Options:
     backends: tuple[str, ...]
     pinning: Pinning
     workdir: Path
+    only: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSecrets:
+    """Per backend: the reference app's JWT secret and Keel's secret key (one for all
+    Keel variants, so a token issued by one is valid on every other)."""
+
+    ref: str
+    keel: str
 
 
 def hs256_jwt(secret: str, claims: Mapping[str, Any]) -> str:
@@ -504,27 +607,32 @@ def keel_executable() -> str:
 
 
 def server_process(
-    server: Server, backend: Backend, port: int, options: Options, ref_secret: str
+    server: Server, backend: Backend, port: int, options: Options, run_secrets: RunSecrets
 ) -> ServerProcess:
     env = base_env()
     log = options.workdir / f"{backend.name}-{server.name}.log"
     if server.kind == "keel":
         env.update(
             KEEL_ENV="production",
-            KEEL_SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
+            KEEL_SECRET_KEY=run_secrets.keel,
             KEEL_LOG_FORMAT="json",
             KEEL_LOG_LEVEL="INFO",
             KEEL_AUTO_MIGRATE="true",
             KEEL_DATABASE_URL=backend.database_url,
+            KEEL_RATE_LIMIT_ENABLED="true",
+            KEEL_RATE_LIMIT_ANONYMOUS_PER_MINUTE=KEEL_BENCH_BUDGET,
+            KEEL_RATE_LIMIT_USER_PER_MINUTE=KEEL_BENCH_BUDGET,
+            KEEL_RATE_LIMIT_ADMIN_PER_MINUTE=KEEL_BENCH_BUDGET,
+            KEEL_CACHE_ENABLED="true",
         )
-        if backend.redis_url:
+        if backend.redis_url and server.redis:
             env["KEEL_REDIS_URL"] = backend.redis_url
         env.update(backend.keel_env)
         argv = [keel_executable(), "serve", "--host", HOST, "--port", str(port)]
         # Outside the repository, so a developer's .env cannot leak into the run.
         cwd = options.workdir
     else:
-        env.update(REF_DATABASE_URL=backend.database_url, REF_JWT_SECRET=ref_secret)
+        env.update(REF_DATABASE_URL=backend.database_url, REF_JWT_SECRET=run_secrets.ref)
         argv = [
             sys.executable,
             "-m",
@@ -559,19 +667,13 @@ def wrk(url: str, headers: Sequence[tuple[str, str]], seconds: int, options: Opt
     return completed.stdout
 
 
-def probe(
-    scenario: Scenario, base_url: str, tokens: Mapping[str, str], options: Options
-) -> tuple[str, list[tuple[str, str]]]:
-    """One request, then a warm-up run: benchmarking a 401 or 404 would be meaningless.
-    Returns the URL and headers with the tokens filled in."""
-    path = scenario.path.format_map(tokens)
-    url = base_url + path
-    headers = [(name, value.format_map(tokens)) for name, value in scenario.headers]
-    response = httpx.get(url, headers=headers, timeout=10.0)
+def probe(url: str, headers: Sequence[tuple[str, str]], options: Options) -> None:
+    """One request, then a warm-up run: benchmarking a 401 or 404 would be meaningless."""
+    response = httpx.get(url, headers=list(headers), timeout=10.0)
     if not response.is_success:
+        path = httpx.URL(url).raw_path.decode("ascii", "replace")
         raise BenchError(f"HTTP {response.status_code} on GET {path}: {response.text[:120]}")
     wrk(url, headers, WARMUP_SECONDS, options)
-    return url, headers
 
 
 def measure(url: str, headers: Sequence[tuple[str, str]], options: Options) -> WrkStats:
@@ -644,13 +746,25 @@ def a_product_id(base_url: str, token: str) -> str:
     return product_id
 
 
+def keel_configuration(base_url: str) -> str:
+    """What a Keel server says its limiter and cache run on (``/health/deep``), so the
+    log shows each variant is configured as its name claims."""
+    try:
+        response = httpx.get(f"{base_url}/health/deep", timeout=10.0)
+        body = response.json()
+        checks = (body.get("data") or body.get("meta") or {})["checks"]
+        return "; ".join(f"{name}: {checks[name]['detail']}" for name in ("ratelimit", "cache"))
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"/health/deep did not say how the limiter and cache run ({type(exc).__name__}: {exc})"
+
+
 def start_servers(
     scenarios: Sequence[Scenario],
     backend: Backend,
     options: Options,
-    ref_secret: str,
+    run_secrets: RunSecrets,
     *,
-    processes: list[ServerProcess],
+    processes: dict[str, ServerProcess],
     results: Mapping[str, Result],
 ) -> dict[str, str]:
     """Start every server the scenarios need; return their base URLs by server name."""
@@ -658,13 +772,15 @@ def start_servers(
     for server_name in dict.fromkeys(s.server for s in scenarios):
         server = SERVERS[server_name]
         port = free_port()
-        process = server_process(server, backend, port, options, ref_secret)
-        processes.append(process)
+        process = server_process(server, backend, port, options, run_secrets)
+        processes[server_name] = process
         print(f"{backend.name}: starting {server.name} on port {port}", flush=True)
         try:
             process.start()
             process.wait_ready(f"http://{HOST}:{port}{server.ready_path}")
             base_urls[server_name] = f"http://{HOST}:{port}"
+            if server.kind == "keel":
+                print(f"  {keel_configuration(base_urls[server_name])}", flush=True)
         except BenchError as exc:
             print(f"  {exc}", flush=True)
             for scenario in scenarios:
@@ -673,15 +789,20 @@ def start_servers(
     return base_urls
 
 
+Target = tuple[str, tuple[tuple[str, str], ...]]
+
+
 def probe_all(
     scenarios: Sequence[Scenario],
     base_urls: Mapping[str, str],
     tokens: Mapping[str, str],
     options: Options,
     results: Mapping[str, Result],
-) -> dict[str, tuple[str, list[tuple[str, str]]]]:
-    """Scenario name -> (URL, headers) for every scenario whose first request succeeds."""
-    runnable: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+) -> dict[str, Target]:
+    """Scenario name -> (URL, headers) for every scenario whose first request succeeds.
+    Scenarios with the same target (same server, path and headers) are probed once."""
+    runnable: dict[str, Target] = {}
+    failed: dict[Target, str] = {}
     for scenario in scenarios:
         if scenario.server not in base_urls:
             continue
@@ -689,67 +810,90 @@ def probe_all(
             results[scenario.name].error = "products not seeded (see above)"
             continue
         try:
-            runnable[scenario.name] = probe(scenario, base_urls[scenario.server], tokens, options)
-        except (BenchError, ValueError, KeyError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
-            results[scenario.name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            url, headers = scenario.target(base_urls[scenario.server], tokens)
+        except KeyError as exc:
+            results[scenario.name].error = f"no {exc} for this run"
             print(f"  {scenario.name}: {results[scenario.name].error}", flush=True)
+            continue
+        target = (url, tuple(headers))
+        if target not in failed and target not in runnable.values():
+            try:
+                probe(url, headers, options)
+            except (BenchError, ValueError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+                failed[target] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if target in failed:
+            results[scenario.name].error = failed[target]
+            print(f"  {scenario.name}: {failed[target]}", flush=True)
+            continue
+        runnable[scenario.name] = target
     return runnable
 
 
 def run_rounds(
-    runnable: Mapping[str, tuple[str, list[tuple[str, str]]]],
+    runnable: Mapping[str, Target],
     backend: Backend,
     options: Options,
     results: Mapping[str, Result],
 ) -> dict[str, list[WrkStats]]:
+    """Each round runs every distinct target once; scenarios sharing a target (the same
+    server configuration, path and headers) share its measurement."""
     rounds: dict[str, list[WrkStats]] = {name: [] for name in runnable}
+    names_by_target: dict[Target, list[str]] = {}
+    for name, target in runnable.items():
+        names_by_target.setdefault(target, []).append(name)
     for index in range(options.rounds):
         print(f"{backend.name}: round {index + 1}/{options.rounds}", flush=True)
-        for name, (url, headers) in runnable.items():
+        for (url, headers), names in names_by_target.items():
             try:
                 stats = measure(url, headers, options)
             except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
-                results[name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                for name in names:
+                    results[name].error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 continue
-            rounds[name].append(stats)
-            print(f"  {name}: {stats.requests_per_sec:,.0f} req/s", flush=True)
+            for name in names:
+                rounds[name].append(stats)
+            print(f"  {' = '.join(names)}: {stats.requests_per_sec:,.0f} req/s", flush=True)
     return rounds
 
 
-def run_backend(backend: Backend, options: Options) -> list[Result]:
-    """Start every server of the backend, then run all scenarios round-robin.
+def run_backend(backend: Backend, scenarios: Sequence[Scenario], options: Options) -> list[Result]:
+    """Start every server the backend's scenarios need, then run them round-robin.
 
     Absolute requests/s drift by up to ±30% over minutes on these machines; measured
     side by side they drift together. So each round runs every scenario once (servers
     idle between their turns use no CPU), and a ratio is the median over rounds of
     the per-round ratio to its baseline.
     """
-    scenarios = [s for s in SCENARIOS if s.backends is None or backend.name in s.backends]
-    ref_secret = secrets.token_urlsafe(48)
+    # Keel's secret key: 48 characters.
+    run_secrets = RunSecrets(ref=secrets.token_urlsafe(48), keel=secrets.token_urlsafe(36))
     now = int(time.time())
-    tokens = {"ref_token": hs256_jwt(ref_secret, {"sub": "bench", "iat": now, "exp": now + 86_400})}
+    tokens = {"ref_token": hs256_jwt(run_secrets.ref, {"sub": "bench", "iat": now, "exp": now + 86_400})}
     results = {s.name: Result(backend.name, s.name, s.server, s.path, s.baseline) for s in scenarios}
-    processes: list[ServerProcess] = []
+    processes: dict[str, ServerProcess] = {}
+    rounds: dict[str, list[WrkStats]] = {}
     try:
         base_urls = start_servers(
-            scenarios, backend, options, ref_secret, processes=processes, results=results
+            scenarios, backend, options, run_secrets, processes=processes, results=results
         )
-        if "keel" in base_urls:
+        # Any Keel server will do (they share the database and the secret key); the
+        # normal one when it runs, so seeding sees the configuration readers use.
+        keels = [name for name in base_urls if SERVERS[name].kind == "keel"]
+        keel = KEEL if KEEL in keels else next(iter(keels), None)
+        if keel is not None:
             try:
-                tokens.update(keel_credentials(base_urls["keel"]))
+                tokens.update(keel_credentials(base_urls[keel]))
             except (httpx.HTTPError, KeyError) as exc:
                 print(f"  keel credentials: {exc}", flush=True)
-        if "keel_email" in tokens and any(s.seeded for s in scenarios):
-            keel = next(p for p in processes if p.name == f"{backend.name}/keel")
+        if keel is not None and "keel_email" in tokens and any(s.seeded for s in scenarios):
             try:
-                seed_products(keel, tokens["keel_email"], SEED_PRODUCTS)
-                tokens["product_id"] = a_product_id(base_urls["keel"], tokens["keel_token"])
+                seed_products(processes[keel], tokens["keel_email"], SEED_PRODUCTS)
+                tokens["product_id"] = a_product_id(base_urls[keel], tokens["keel_token"])
             except (BenchError, httpx.HTTPError, KeyError, subprocess.TimeoutExpired) as exc:
                 print(f"  keel seed: {exc}", flush=True)
         runnable = probe_all(scenarios, base_urls, tokens, options, results)
         rounds = run_rounds(runnable, backend, options, results)
     finally:
-        for process in processes:
+        for process in processes.values():
             process.stop()
 
     for name, measured in rounds.items():
@@ -831,6 +975,7 @@ def write_json(results: Sequence[Result], skipped: Mapping[str, str], options: O
             "load": " ".join(options.pinning.load) or None,
             "note": options.pinning.note,
         },
+        "only": list(options.only) or None,
         "skipped": [{"backend": name, "reason": reason} for name, reason in skipped.items()],
         "results": [{**asdict(result), "notes": result.notes} for result in results],
     }
@@ -862,7 +1007,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"rounds over all scenarios (default {DEFAULT_ROUNDS})",
     )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS} s per run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SUBSTRING",
+        help="run only the scenarios whose name contains SUBSTRING (case-insensitive; "
+        "repeat for several), plus their baselines",
+    )
     args = parser.parse_args(argv)
+    args.only = tuple(args.only)
+    if args.only and not any(select_scenarios(name, args.only) for name in ALL_BACKENDS):
+        parser.error(f"--only: no scenario name contains {' or '.join(map(repr, args.only))}")
     args.backends = tuple(name.strip() for name in args.backends.split(",") if name.strip())
     unknown = sorted(set(args.backends) - set(ALL_BACKENDS))
     if unknown or not args.backends:
@@ -899,7 +1055,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
-        options = Options(args.duration, args.rounds, args.connections, args.backends, pinning, Path(tmp))
+        options = Options(
+            args.duration, args.rounds, args.connections, args.backends, pinning, Path(tmp), args.only
+        )
         print(
             f"wrk -t1 -c{options.connections} -d{options.duration}s x {options.rounds} rounds "
             f"(after a {WARMUP_SECONDS} s warm-up); "
@@ -907,6 +1065,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         for name in options.backends:
+            scenarios = select_scenarios(name, options.only)
+            if not scenarios:
+                print(f"{name}: no scenario selected", flush=True)
+                continue
             if name == "postgres":
                 reason = postgres_unavailable()
                 if reason is not None:
@@ -917,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 backend_cm = sqlite_backend(options.workdir)
             with backend_cm as backend:
-                results += run_backend(backend, options)
+                results += run_backend(backend, scenarios, options)
 
     print()
     print(table(results))
