@@ -1,5 +1,6 @@
 """Limiters under test: the in-memory one on a fake clock and the Redis one on the real
-server (keys under the run's prefix), plus private redis-server processes to kill."""
+server (keys under the run's prefix), private redis-server processes to kill, and live
+``keel serve`` processes pointed at them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,6 +23,7 @@ from redis.asyncio import Redis
 from keel.platform.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from keel.platform.redis_client import connect_redis
 from tests import services
+from tests.conftest import LIVE_ADMIN_DOMAIN, LiveServer
 
 PREFIX = f"{services.REDIS_PREFIX}rl:"
 
@@ -110,12 +113,15 @@ class RedisServer:
         deadline = time.monotonic() + 5
         while True:
             try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
+                # Ours, not whatever took the port meanwhile (a restart reuses the port).
+                pid = redis.Redis(port=self.port, socket_connect_timeout=0.2).info("server")["process_id"]
             except redis.ConnectionError:
-                if time.monotonic() > deadline or self._process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
+                pid = None
+            if pid == self._process.pid:
+                return
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self._process is not None:
@@ -135,3 +141,45 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+LiveFactory = Callable[..., list[LiveServer]]
+
+
+@pytest.fixture
+def start_live(backend_settings: dict[str, Any], tmp_path: Path) -> Iterator[LiveFactory]:
+    """``start_live(replicas=2, redis_url=..., rate_limit_anonymous_per_minute=10)``: ready
+    ``keel serve`` processes on the module's backend, configured like ``live_server`` (JSON
+    logs, limits out of reach) plus these settings. Replicas start side by side (an import
+    of the app takes seconds); every one started is stopped afterwards."""
+    servers: list[LiveServer] = []
+
+    def start(*, replicas: int = 1, **overrides: object) -> list[LiveServer]:
+        values: dict[str, object] = {
+            **backend_settings,
+            "env": "test",
+            "log_format": "json",
+            "log_level": "INFO",
+            "auto_migrate": "false",
+            "admin_email_domains": LIVE_ADMIN_DOMAIN,
+            "rate_limit_anonymous_per_minute": 1_000_000,
+            "rate_limit_user_per_minute": 1_000_000,
+            "rate_limit_admin_per_minute": 1_000_000,
+            "rate_limit_login_per_minute": 1_000_000,
+            "rate_limit_register_per_minute": 1_000_000,
+            **overrides,
+        }
+        env = {f"KEEL_{key.upper()}": str(value) for key, value in values.items()}
+        started = []
+        for _ in range(replicas):
+            server = LiveServer(env, tmp_path / f"server-{len(servers)}.log")
+            servers.append(server)
+            started.append(server)
+        for server in started:
+            # Generous: an app import takes seconds, many more on a busy machine.
+            server.wait_ready(timeout=60)
+        return started
+
+    yield start
+    for server in servers:
+        server.stop()
