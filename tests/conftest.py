@@ -60,6 +60,9 @@ def make_settings(**overrides: Any) -> Settings:
         "rate_limit_admin_per_minute": 1_000_000,
         "rate_limit_login_per_minute": 1_000_000,
         "rate_limit_register_per_minute": 1_000_000,
+        # Product creation quotas off too (0: none); the quota tests set their own.
+        "quota_products_free": 0,
+        "quota_products_pro": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -221,6 +224,8 @@ def live_server(
         KEEL_RATE_LIMIT_ADMIN_PER_MINUTE="1000000",
         KEEL_RATE_LIMIT_LOGIN_PER_MINUTE="1000000",
         KEEL_RATE_LIMIT_REGISTER_PER_MINUTE="1000000",
+        KEEL_QUOTA_PRODUCTS_FREE="0",
+        KEEL_QUOTA_PRODUCTS_PRO="0",
     )
     server = LiveServer(env, tmp_path_factory.mktemp("live") / "server.log")
     try:

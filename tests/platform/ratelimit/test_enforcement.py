@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from keel.app import create_app
 from keel.platform.resources import Resources
+from keel.users.models import User
 from tests import services
 from tests.conftest import free_port, make_settings, serve_app
 from tests.identity import PASSWORD, unique_email
@@ -62,12 +64,41 @@ async def register(client: httpx.AsyncClient, email: str, **headers: str) -> htt
     return await client.post(f"{AUTH}/register", json=body, headers=headers)
 
 
-async def signed_up(client: httpx.AsyncClient, email: str | None = None) -> dict[str, str]:
+async def signed_up(
+    client: httpx.AsyncClient,
+    email: str | None = None,
+    *,
+    app: FastAPI | None = None,
+    plan: str | None = None,
+) -> dict[str, str]:
+    """A registered, logged-in user's headers; on ``plan`` when given (``app`` needed)."""
     email = email or unique_email()
     assert (await register(client, email)).status_code == 201
+    if plan is not None:
+        assert app is not None
+        await set_plan(app, email, plan)
     response = await client.post(f"{AUTH}/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200
     return {"Authorization": f"Bearer {response.json()['data']['access_token']}"}
+
+
+async def set_plan(app: FastAPI, email: str, plan: str) -> None:
+    resources: Resources = app.state.resources
+    async with resources.db.writer() as session:
+        user = (await session.execute(select(User).where(User.email == email))).scalar_one()
+        user.plan = plan
+        await session.commit()
+
+
+async def create_product(client: httpx.AsyncClient, headers: dict[str, str], **extra: str) -> httpx.Response:
+    body = {"name": f"quota {uuid.uuid4().hex[:6]}", "price": "1.00", "currency": "EUR"}
+    return await client.post(PRODUCTS, json=body, headers={**headers, **extra})
+
+
+def assert_quota_exceeded(response: httpx.Response, *, retry_after_at_least: int) -> None:
+    assert response.status_code == 429
+    assert [error["code"] for error in response.json()["errors"]] == ["QUOTA_EXCEEDED"]
+    assert int(response.headers["Retry-After"]) >= retry_after_at_least
 
 
 async def test_anonymous_tier_allows_exactly_its_budget_per_ip(limited: Served) -> None:
@@ -147,6 +178,97 @@ async def test_admins_get_the_admin_tier(limited: Served) -> None:
 
     assert response.status_code == 200
     assert response.headers["RateLimit-Policy"] == '"admin";q=7;w=60'
+
+
+async def test_the_user_limit_is_multiplied_by_the_plan(limited: Served) -> None:
+    figures = {
+        "rate_limit_user_per_minute": 2,
+        "rate_limit_pro_multiplier": 5,
+        "rate_limit_enterprise_multiplier": 0.5,
+    }
+    async with limited(**figures) as (app, client):
+        free = await signed_up(client)
+        pro = await signed_up(client, app=app, plan="pro")
+        enterprise = await signed_up(client, app=app, plan="enterprise")
+        pro_statuses = [(await client.get(f"{AUTH}/me", headers=pro)).status_code for _ in range(10)]
+        pro_refused = await client.get(f"{AUTH}/me", headers=pro)
+        free_statuses = [(await client.get(f"{AUTH}/me", headers=free)).status_code for _ in range(3)]
+        enterprise_first = await client.get(f"{AUTH}/me", headers=enterprise)
+        enterprise_refused = await client.get(f"{AUTH}/me", headers=enterprise)
+
+    assert pro_statuses == [200] * 10
+    assert_rate_limited(pro_refused)
+    assert pro_refused.headers["RateLimit-Policy"] == '"user";q=10;w=60'
+    assert free_statuses == [200, 200, 429]
+    # A multiplier below 1 lowers the limit, never below one request.
+    assert enterprise_first.headers["RateLimit-Policy"] == '"user";q=1;w=60'
+    assert_rate_limited(enterprise_refused)
+
+
+async def test_free_plan_creates_its_quota_then_quota_exceeded(limited: Served) -> None:
+    async with limited(quota_products_free=1, quota_products_free_period_seconds=7200) as (_app, client):
+        user = await signed_up(client)
+        first = await create_product(client, user)
+        second = await create_product(client, user)
+        listed = await client.get(PRODUCTS, headers=user)
+
+    assert first.status_code == 201
+    assert '"products.create";q=1;w=7200' in first.headers["RateLimit-Policy"]
+    assert first.headers["X-RateLimit-Remaining"] == "0"
+    assert_quota_exceeded(second, retry_after_at_least=7190)
+    assert "quota" in second.json()["errors"][0]["message"]
+    assert listed.json()["meta"]["pagination"]["total"] == 1
+    # Other requests are not held back by the quota.
+    assert listed.status_code == 200
+    assert "products.create" not in listed.headers["RateLimit-Policy"]
+
+
+async def test_the_quota_counts_creations_not_attempts(limited: Served) -> None:
+    async with limited(quota_products_free=2) as (_app, client):
+        user = await signed_up(client)
+        invalid = await client.post(PRODUCTS, json={"name": ""}, headers=user)
+        retried = {**user, "Idempotency-Key": "quota-one"}
+        body = {"name": "once", "price": "1.00", "currency": "EUR"}
+        first = await client.post(PRODUCTS, json=body, headers=retried)
+        replayed = await client.post(PRODUCTS, json=body, headers=retried)
+        second = await create_product(client, user)
+        third = await create_product(client, user)
+
+    assert invalid.status_code == 422
+    assert first.status_code == 201
+    assert replayed.status_code == 201
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert second.status_code == 201
+    assert_quota_exceeded(third, retry_after_at_least=1)
+
+
+async def test_quotas_follow_the_plan_and_spare_admins(limited: Served) -> None:
+    figures = {
+        "quota_products_free": 1,
+        "quota_products_pro": 2,
+        "quota_products_pro_period_seconds": 3600,
+        "admin_email_domains": ["admin.example"],
+    }
+    async with limited(**figures) as (app, client):
+        pro = await signed_up(client, app=app, plan="pro")
+        enterprise = await signed_up(client, app=app, plan="enterprise")
+        admin = await signed_up(client, unique_email().replace("example.com", "admin.example"))
+        pro_statuses = [(await create_product(client, pro)).status_code for _ in range(3)]
+        enterprise_statuses = [(await create_product(client, enterprise)).status_code for _ in range(4)]
+        admin_statuses = [(await create_product(client, admin)).status_code for _ in range(3)]
+
+    assert pro_statuses == [201, 201, 429]
+    assert enterprise_statuses == [201] * 4  # 0: no quota
+    assert admin_statuses == [201] * 3  # admins (on the free plan) have none
+
+
+async def test_concurrent_creations_cannot_overrun_the_quota(limited: Served) -> None:
+    async with limited(quota_products_free=1) as (_app, client):
+        user = await signed_up(client)
+        responses = await asyncio.gather(*(create_product(client, user) for _ in range(8)))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201] + [429] * 7
 
 
 async def test_login_is_limited_per_ip(limited: Served) -> None:

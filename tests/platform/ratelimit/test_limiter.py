@@ -7,6 +7,7 @@ import math
 import pytest
 
 from keel.platform.ratelimit import Limit
+from keel.platform.ratelimit.model import refunds
 from tests.platform.ratelimit.conftest import Store
 
 
@@ -95,6 +96,24 @@ async def test_cost_zero_reads_without_charging(store: Store, key: str) -> None:
         peek = await store.limiter.hit([Limit("user", key, 10, 60, cost=0)])
         assert peek.allowed
         assert peek.decisions[0].remaining == 9
+
+
+async def test_a_refund_gives_back_what_was_charged_and_never_more(store: Store, key: str) -> None:
+    quota = Limit("products.create", key, 1, 7200)
+    assert (await store.limiter.hit([quota])).allowed
+    assert not (await store.limiter.hit([quota])).allowed
+    refund = await store.limiter.hit(refunds([quota]))
+    assert refund.allowed
+    assert refund.decisions[0].remaining == 1
+    # A second refund cannot bank credit beyond a full bucket.
+    assert (await store.limiter.hit(refunds([quota]))).decisions[0].remaining == 1
+    assert (await store.limiter.hit([quota])).allowed
+    assert not (await store.limiter.hit([quota])).allowed
+
+
+async def test_refunds_only_undo_charges(key: str) -> None:
+    charged = [Limit("user", key, 10, 60), Limit("peek", key, 10, 60, cost=0)]
+    assert [(limit.name, limit.cost) for limit in refunds(charged)] == [("user", -1)]
 
 
 async def test_buckets_are_separate_per_key_and_per_policy(store: Store, key: str) -> None:

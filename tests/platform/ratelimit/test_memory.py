@@ -64,7 +64,7 @@ async def test_drained_buckets_are_dropped() -> None:
         (("user", "k", 0, 60), "limit must be"),
         (("user", "k", 5, 0), "period_seconds"),
         (("user", "k", 5, 60, 6), "cost"),
-        (("user", "k", 5, 60, -1), "cost"),
+        (("user", "k", 5, 60, -6), "cost"),
         (("user", "k", 200_000, 86_400), "2\\*\\*53"),
     ],
 )

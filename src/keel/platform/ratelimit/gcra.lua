@@ -2,7 +2,8 @@
 -- Keep in step with memory.py, which does the same arithmetic in Python.
 --
 -- KEYS[i]   the bucket of limit i
--- ARGV      3 per limit: limit, period in microseconds, cost
+-- ARGV      3 per limit: limit, period in microseconds, cost (negative: a refund, which
+--           lowers the debt, never below zero, and is always allowed)
 -- A bucket holds "<stored_at> <debt>": stored_at in µs of the server clock, debt the
 -- GCRA's TAT - stored_at measured in ticks of 1/limit µs. In ticks one request costs
 -- exactly `period` and the bucket holds `limit * period`, so every figure is an integer
@@ -26,12 +27,14 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 
 local debts, charged = {}, {}
+local stored_any = false
 local all_allowed = true
 for i = 1, #KEYS do
   local limit, period, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
   local debt = 0
   local stored = redis.call('GET', KEYS[i])
   if stored then
+    stored_any = true
     local gap = string.find(stored, ' ', 1, true)
     local elapsed = now - tonumber(string.sub(stored, 1, gap - 1))
     debt = tonumber(string.sub(stored, gap + 1))
@@ -43,7 +46,7 @@ for i = 1, #KEYS do
     end
   end
   debts[i] = debt
-  charged[i] = debt + cost * period
+  charged[i] = math.max(0, debt + cost * period)
   if charged[i] > limit * period then all_allowed = false end
 end
 
@@ -57,6 +60,8 @@ for i = 1, #KEYS do
     if held > 0 then
       -- The key lives until its debt has drained: past that it equals an absent key.
       redis.call('SET', KEYS[i], string.format('%.0f %.0f', now, held), 'PX', idiv(held, limit * 1000) + 1)
+    elseif stored_any then
+      redis.call('DEL', KEYS[i])
     end
   end
   local allowed = charged[i] <= capacity

@@ -56,7 +56,7 @@ class MemoryLimiter:
                 else:
                     debt = stored[1]
             debts.append(debt)
-            charged.append(debt + limit.cost * period)
+            charged.append(max(0, debt + limit.cost * period))
             if charged[-1] > limit.limit * period:
                 all_allowed = False
 
@@ -68,6 +68,8 @@ class MemoryLimiter:
             drains_in = _ceil_div(held, limit.limit)
             if all_allowed and held > 0:
                 self._store(limit.bucket, (now, held, now + drains_in), now)
+            elif all_allowed:
+                self._buckets.pop(limit.bucket, None)
             allowed = after <= capacity
             decisions.append(
                 decision_from(

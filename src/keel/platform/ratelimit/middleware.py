@@ -24,7 +24,7 @@ from keel.platform.http.idempotency import read_body, replay_body
 from keel.platform.http.middleware import BodyTooLarge
 from keel.platform.ratelimit.fallback import FallbackLimiter
 from keel.platform.ratelimit.headers import rate_limit_headers
-from keel.platform.ratelimit.model import LimiterUnavailable, Outcome
+from keel.platform.ratelimit.model import LimiterUnavailable, Outcome, refunds
 from keel.platform.ratelimit.policies import Policies, is_unlimited
 from keel.platform.security.principal import Principal
 
@@ -114,18 +114,38 @@ class RateLimitMiddleware:
             await self._refuse(outcome, headers, scope, receive, send)
             return
         encoded = _encoded(headers)
+        quotas = [limit for limit in limits if limit.name in self.policies.quota_names]
+        created = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal created
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *encoded]
+                created = 200 <= message["status"] < 300 and not any(
+                    name.lower() == b"idempotent-replayed" for name, _ in message["headers"]
+                )
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if quotas and not created:
+                # A quota counts what was created: an error or a replay gives the unit
+                # back (one more round trip, on these requests only).
+                await limiter.hit(refunds(quotas))
 
     async def _refuse(
         self, outcome: Outcome, headers: list[tuple[str, str]], scope: Scope, receive: Receive, send: Send
     ) -> None:
         names = ", ".join(decision.name for decision in outcome.refused)
-        message = f"Too many requests ({names}); retry after {dict(headers)['Retry-After']} s."
-        response = error_response(429, [error_item(429, message=message)], headers=dict(headers))
+        retry_after = dict(headers)["Retry-After"]
+        if any(decision.name in self.policies.quota_names for decision in outcome.refused):
+            item = error_item(
+                429,
+                code="QUOTA_EXCEEDED",
+                message=f"Your plan's quota is used up ({names}); retry after {retry_after} s.",
+            )
+        else:
+            item = error_item(429, message=f"Too many requests ({names}); retry after {retry_after} s.")
+        response = error_response(429, [item], headers=dict(headers))
         await response(scope, receive, send)

@@ -22,7 +22,8 @@ class Limit:
     ``name`` is the policy ("user", "login-ip", "products.create"): it is what the response
     headers show. ``key`` is the partition, who is counted ("u:42", "ip:203.0.113.9"): it
     stays server-side. A quota such as one product per two hours is ``Limit(…, 1, 7200)``.
-    ``cost=0`` reads the figures without charging anything.
+    ``cost=0`` reads the figures without charging anything; a negative cost gives units
+    back (see :func:`refund`).
     """
 
     name: str
@@ -45,8 +46,8 @@ class Limit:
             raise ValueError(f"limit {self.name}: limit must be >= 1, got {self.limit}")
         if self.period_us < 1:
             raise ValueError(f"limit {self.name}: period_seconds must be >= 1 µs, got {self.period_seconds}")
-        if not 0 <= self.cost <= self.limit:
-            raise ValueError(f"limit {self.name}: cost must be within 0..{self.limit}, got {self.cost}")
+        if not -self.limit <= self.cost <= self.limit:
+            raise ValueError(f"limit {self.name}: cost must be within ±{self.limit}, got {self.cost}")
         if self.limit * self.period_us > MAX_CAPACITY:
             raise ValueError(f"limit {self.name}: limit × period in µs must stay below 2**53")
 
@@ -102,6 +103,16 @@ class Limiter(Protocol):
     async def hit(self, limits: Sequence[Limit]) -> Outcome:
         """Charge every limit in one atomic step if all of them allow it, else charge none."""
         ...
+
+
+def refunds(limits: Sequence[Limit]) -> list[Limit]:
+    """The limits that give back what ``limits`` charged: hit with these to undo a charge
+    whose request did not get what it paid for (a creation that failed validation)."""
+    return [
+        Limit(limit.name, limit.key, limit.limit, limit.period_seconds, cost=-limit.cost)
+        for limit in limits
+        if limit.cost > 0
+    ]
 
 
 class LimiterUnavailable(ServiceUnavailable):

@@ -1,8 +1,12 @@
-"""Every rate limit Keel applies, in one table: who is counted, how much, on which routes.
+"""Every rate limit and quota Keel applies, in one table: who is counted, how much, where.
 
-A request gets its caller's tier (anonymous per client IP, user per user id, admin) plus
-the limits of its route. Routes are keyed by method and path *without* the version
+A request gets its caller's tier (anonymous per client IP; a user per user id, times
+their plan's multiplier; admin) plus the limits of its route and, for a user, the
+route's quota on their plan. Routes are keyed by method and path *without* the version
 prefix, so ``/api/v1/auth/login`` and ``/api/v2/auth/login`` share one budget.
+
+A quota counts what a route creates, not requests: the middleware gives the unit back
+when the request did not create anything (an error, or an idempotent replay).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-from keel.platform.ratelimit.model import Limit
+from keel.platform.ratelimit.model import MAX_CAPACITY, Limit
 from keel.platform.security.principal import Principal
 from keel.settings import Settings
 
@@ -32,15 +36,20 @@ class RouteLimit:
 
 @dataclass(frozen=True, slots=True)
 class RoutePolicy:
-    limits: tuple[RouteLimit, ...]
+    limits: tuple[RouteLimit, ...] = ()
     # A per-replica fallback would multiply a brute-force budget by the replica count:
     # these routes answer 503 while Redis is unreachable instead.
-    fail_closed: bool
+    fail_closed: bool = False
+    # Per user, by plan: ``quota_<quota>_<plan>`` units per ``…_period_seconds`` in
+    # Settings (0: none); admins have none. Refused with QUOTA_EXCEEDED.
+    quota: str | None = None
 
     @property
     def needs_account(self) -> bool:
         return any(limit.per == "account" for limit in self.limits)
 
+
+PLANS = ("free", "pro", "enterprise")
 
 TIERS = {
     "anonymous": "rate_limit_anonymous_per_minute",
@@ -62,7 +71,10 @@ ROUTE_POLICIES: dict[tuple[str, str], RoutePolicy] = {
         limits=(RouteLimit("register-ip", "ip", "rate_limit_register_per_minute"),),
         fail_closed=True,
     ),
+    ("POST", "/products"): RoutePolicy(quota="products"),
 }
+# The name a quota's limit has in the response headers.
+QUOTA_LIMIT_NAME = "{quota}.create"
 
 
 def unversioned(path: str) -> str:
@@ -87,12 +99,32 @@ class Policies:
     def __init__(self, settings: Settings) -> None:
         self.period = settings.rate_limit_period_seconds
         self.tiers = {tier: int(getattr(settings, name)) for tier, name in TIERS.items()}
+        user = self.tiers["user"]
+        # Bounded so that limit × period stays exact in both stores (see model.MAX_CAPACITY).
+        ceiling = MAX_CAPACITY // round(self.period * 1_000_000)
+        self.user_by_plan = {
+            plan: min(ceiling, max(1, round(user * getattr(settings, f"rate_limit_{plan}_multiplier"))))
+            for plan in PLANS
+        }
         self.routes = ROUTE_POLICIES
         self._figures = {
             limit.setting: int(getattr(settings, limit.setting))
             for policy in ROUTE_POLICIES.values()
             for limit in policy.limits
         }
+        # (quota, plan) -> (units, period seconds), for the plans that have one.
+        self._quotas: dict[tuple[str, str], tuple[int, float]] = {}
+        for policy in ROUTE_POLICIES.values():
+            if policy.quota is None:
+                continue
+            for plan in PLANS:
+                units = int(getattr(settings, f"quota_{policy.quota}_{plan}"))
+                if units > 0:
+                    period = float(getattr(settings, f"quota_{policy.quota}_{plan}_period_seconds"))
+                    self._quotas[(policy.quota, plan)] = (units, period)
+        self.quota_names = frozenset(
+            QUOTA_LIMIT_NAME.format(quota=policy.quota) for policy in ROUTE_POLICIES.values() if policy.quota
+        )
 
     def route(self, method: str, path: str) -> RoutePolicy | None:
         return self.routes.get((method, unversioned(path)))
@@ -106,7 +138,21 @@ class Policies:
         else:
             # An API key counts as its user: a user cannot multiply their budget by keys.
             tier, key = ("admin" if principal.is_admin else "user"), f"u:{principal.user_id}"
-        limits = [Limit(tier, key, self.tiers[tier], self.period)]
+        if tier == "user" and principal is not None:
+            figure = self.user_by_plan.get(principal.plan, self.tiers["user"])
+        else:
+            figure = self.tiers[tier]
+        limits = [Limit(tier, key, figure, self.period)]
+        if (
+            policy is not None
+            and policy.quota is not None
+            and principal is not None
+            and not principal.is_admin
+        ):
+            quota = self._quotas.get((policy.quota, principal.plan))
+            if quota is not None:
+                name = QUOTA_LIMIT_NAME.format(quota=policy.quota)
+                limits.append(Limit(name, f"u:{principal.user_id}", quota[0], quota[1]))
         if policy is not None:
             for route_limit in policy.limits:
                 figure = self._figures[route_limit.setting]
