@@ -18,6 +18,7 @@ from keel.admin.router import router as admin_router
 from keel.api_keys.router import router as api_keys_router
 from keel.auth.dependencies import caller_principal, identify_caller
 from keel.auth.router import router as auth_router
+from keel.cache.router import router as cache_router
 from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
 from keel.jobs.router import router as jobs_router
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
         jobs_router,
         webhooks_router,
+        cache_router,
     ):
         add_routes(app, router)
     _add_versioned_schemas(app)

@@ -1,5 +1,6 @@
 import uuid
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -7,11 +8,13 @@ from starlette.responses import Response
 from keel.audit.service import RequestMetaDep
 from keel.folders import repository, service
 from keel.folders.auth import FoldersRead, FoldersWrite
+from keel.folders.errors import FolderNotFound
 from keel.folders.repository import FolderRow
 from keel.folders.schemas import Folder, FolderCreate, FolderFilters, FolderUpdate
+from keel.platform.caching.views import read_view
 from keel.platform.db import SessionDep
 from keel.platform.http.docs import NOT_MODIFIED, errors
-from keel.platform.http.envelope import Envelope, Link
+from keel.platform.http.envelope import Envelope, Link, RawJSON
 from keel.platform.http.etag import IfMatch, IfNoneMatch, resource_response
 from keel.platform.http.listing import ListParams, list_params, list_response
 from keel.platform.http.routing import KeelRoute
@@ -36,14 +39,19 @@ def _href(folder_id: uuid.UUID) -> str:
 
 
 def _respond(request: Request, row: FolderRow, status_code: int = 200) -> Response:
-    products = Link(href=f"{_href(row.id)}/products", rel="products")
+    return _folder_response(request, row.id, service.etag(row), service.render(row), status_code)
+
+
+def _folder_response(
+    request: Request,
+    folder_id: uuid.UUID,
+    etag: str,
+    data: Mapping[str, Any] | RawJSON,
+    status_code: int = 200,
+) -> Response:
+    products = Link(href=f"{_href(folder_id)}/products", rel="products")
     return resource_response(
-        request,
-        service.render(row),
-        etag=service.etag(row),
-        self_href=_href(row.id),
-        status_code=status_code,
-        links=[products],
+        request, data, etag=etag, self_href=_href(folder_id), status_code=status_code, links=[products]
     )
 
 
@@ -94,11 +102,15 @@ async def get_folder(
     request: Request,
     folder_id: uuid.UUID,
     principal: FoldersRead,
-    session: SessionDep,
+    resources: ResourcesDep,
     if_none_match: IfNoneMatch,
 ) -> Response:
-    """One folder, with its strong ETag."""
-    return _respond(request, await service.get(session, principal, folder_id=folder_id))
+    """One folder, with its strong ETag (served from the cache when it holds your view)."""
+    view = await read_view(resources, "folder", folder_id, principal, service.view)
+    if view is None:
+        raise FolderNotFound()
+    etag, data = view
+    return _folder_response(request, folder_id, etag, data)
 
 
 @router.get(

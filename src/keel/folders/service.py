@@ -16,6 +16,8 @@ from keel.folders.models import MAX_DEPTH
 from keel.folders.repository import FolderRow
 from keel.folders.schemas import FolderCreate, FolderFilters, FolderUpdate
 from keel.platform.cache import TotalCache
+from keel.platform.caching import FOLDER_TREE_TAG, invalidate_on_commit, resource_tag
+from keel.platform.caching.views import View
 from keel.platform.db.base import utcnow
 from keel.platform.events import emit
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
@@ -86,6 +88,12 @@ async def get(session: AsyncSession, principal: Principal, *, folder_id: uuid.UU
     return row
 
 
+async def view(session: AsyncSession, principal: Principal, folder_id: uuid.UUID) -> View | None:
+    """What ``GET /folders/{id}`` shows the principal, or None if they may not see it."""
+    row = await repository.get_readable(session, principal, folder_id)
+    return None if row is None else View(etag(row), render(row), in_folder_tree=True)
+
+
 async def list_folders(
     session: AsyncSession, principal: Principal, *, filters: FolderFilters, params: ListParams
 ) -> Page[dict[str, Any]] | CursorPage:
@@ -152,6 +160,8 @@ async def update(
     updated = await repository.update_folder(session, row.id, row.version, values, utcnow())
     if updated is None:
         raise PreconditionFailed()
+    # A move changes who may see the whole subtree (its new ancestors' grants).
+    invalidate_on_commit(session, FOLDER_TREE_TAG if "depth" in values else resource_tag("folder", row.id))
     await _announce(session, principal, EventType.FOLDER_UPDATED, updated)
     return updated
 
@@ -189,6 +199,7 @@ async def delete(
         raise FolderNotEmpty()
     removed = await products.delete_in_folders(session, subtree) if recursive else 0
     await repository.delete_subtree(session, row.id)
+    invalidate_on_commit(session, FOLDER_TREE_TAG)
     # One event for the folder: its sub-folders and products went with it.
     await _announce(session, principal, EventType.FOLDER_DELETED, row)
     audit.record(

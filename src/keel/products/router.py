@@ -9,6 +9,7 @@ from keel.audit.service import RequestMetaDep
 from keel.jobs import service as jobs
 from keel.jobs.router import ACCEPTED, accepted_response
 from keel.jobs.schemas import JobAccepted
+from keel.platform.caching.views import read_view
 from keel.platform.db import SessionDep
 from keel.platform.http.docs import NOT_MODIFIED, errors
 from keel.platform.http.envelope import Envelope
@@ -18,6 +19,7 @@ from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
 from keel.products import export, repository, service, tasks
 from keel.products.auth import ProductsAdmin, ProductsExportJob, ProductsRead, ProductsWrite
+from keel.products.errors import ProductNotFound
 from keel.products.repository import ProductRow
 from keel.products.schemas import (
     ExportFormat,
@@ -175,11 +177,15 @@ async def get_product(
     request: Request,
     product_id: uuid.UUID,
     principal: ProductsRead,
-    session: SessionDep,
+    resources: ResourcesDep,
     if_none_match: IfNoneMatch,
 ) -> Response:
-    """One product, with its strong ETag."""
-    return _respond(request, await service.get(session, principal, product_id=product_id))
+    """One product, with its strong ETag (served from the cache when it holds your view)."""
+    view = await read_view(resources, "product", product_id, principal, service.view)
+    if view is None:
+        raise ProductNotFound()
+    etag, data = view
+    return resource_response(request, data, etag=etag, self_href=_href(product_id))
 
 
 @router.put(

@@ -12,6 +12,8 @@ from keel.audit import service as audit
 from keel.audit.service import RequestMeta
 from keel.event_types import EventType
 from keel.platform.cache import TotalCache
+from keel.platform.caching import FOLDER_TREE_TAG, invalidate_on_commit, resource_tag
+from keel.platform.caching.views import View
 from keel.platform.db.base import utcnow
 from keel.platform.events import emit
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
@@ -112,6 +114,12 @@ async def get(session: AsyncSession, principal: Principal, *, product_id: uuid.U
     return row
 
 
+async def view(session: AsyncSession, principal: Principal, product_id: uuid.UUID) -> View | None:
+    """What ``GET /products/{id}`` shows the principal, or None if they may not see it."""
+    row = await repository.get_readable(session, principal, product_id)
+    return None if row is None else View(etag(row), render(row), in_folder_tree=row.folder_id is not None)
+
+
 async def list_products(
     session: AsyncSession,
     principal: Principal,
@@ -165,6 +173,7 @@ async def update(
     updated = await repository.update_product(session, row.id, row.version, _columns(data, fields), utcnow())
     if updated is None:  # changed between the read and the write: not possible under the lock
         raise PreconditionFailed()
+    invalidate_on_commit(session, resource_tag("product", row.id))
     await _announce(session, principal, EventType.PRODUCT_UPDATED, updated)
     return updated
 
@@ -180,6 +189,7 @@ async def delete(
     row, _level = await _writable(session, principal, product_id, if_match, Level.OWNER)
     if not await repository.soft_delete(session, row.id, row.version, utcnow()):
         raise PreconditionFailed()
+    invalidate_on_commit(session, resource_tag("product", row.id))
     await _announce(session, principal, EventType.PRODUCT_DELETED, row)
     audit.record(
         session, meta, action="product.deleted", actor=principal, resource_type="product", resource_id=row.id
@@ -193,6 +203,7 @@ async def restore(
     row = await repository.restore(session, product_id, utcnow())
     if row is None:
         raise ProductNotFound("No deleted product with this id.")
+    invalidate_on_commit(session, resource_tag("product", row.id))
     await _announce(session, principal, EventType.PRODUCT_RESTORED, row)
     audit.record(
         session, meta, action="product.restored", actor=principal, resource_type="product", resource_id=row.id
@@ -206,4 +217,6 @@ async def any_live_in_folders(session: AsyncSession, folder_ids: Select[uuid.UUI
 
 async def delete_in_folders(session: AsyncSession, folder_ids: Select[uuid.UUID]) -> int:
     """Soft-delete every live product in these folders (a recursive folder delete); how many."""
+    # Their cache entries all carry the folder-tree tag.
+    invalidate_on_commit(session, FOLDER_TREE_TAG)
     return await repository.soft_delete_in_folders(session, folder_ids, utcnow())

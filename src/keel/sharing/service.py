@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keel.audit import service as audit
 from keel.audit.service import RequestMeta
 from keel.folders.errors import FolderNotFound, FolderNotOwned, FolderReadOnly
+from keel.platform.caching import FOLDER_TREE_TAG, invalidate_on_commit, resource_tag
 from keel.platform.db.base import utcnow
 from keel.platform.http.errors import Forbidden, NotFound, ValidationFailed
 from keel.platform.security.principal import Principal
@@ -80,6 +81,12 @@ async def list_grants(
     return [_render(row) for row in await repository.list_grants(session, _MODELS[kind], resource_id)]
 
 
+def _forget_views(session: AsyncSession, kind: Kind, resource_id: uuid.UUID) -> None:
+    """Cached views must not outlive a revoked grant. A folder grant reaches its whole
+    subtree, whose entries all carry the folder-tree tag."""
+    invalidate_on_commit(session, FOLDER_TREE_TAG if kind == "folder" else resource_tag(kind, resource_id))
+
+
 async def grant(
     session: AsyncSession,
     principal: Principal,
@@ -117,6 +124,7 @@ async def grant(
         existing.granted_by = principal.user_id
         existing.updated_at = now
     await session.flush()
+    _forget_views(session, kind, resource_id)
     audit.record(
         session,
         meta,
@@ -142,6 +150,7 @@ async def revoke(
     check_level(kind, await _level(session, principal, kind, resource_id), Level.OWNER)
     if not await repository.delete_grant(session, _MODELS[kind], resource_id, user_id):
         raise NotFound("This user has no access granted here.", field="user_id")
+    _forget_views(session, kind, resource_id)
     audit.record(
         session,
         meta,

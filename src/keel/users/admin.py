@@ -17,6 +17,7 @@ from keel.admin.schemas import AdminUserFilters, AdminUserUpdate, UserStats
 from keel.audit import service as audit
 from keel.audit.service import RequestMeta
 from keel.auth import service as auth_service
+from keel.platform.caching import invalidate_on_commit, viewer_tag
 from keel.platform.db import after_commit
 from keel.platform.http.errors import Conflict, NotFound
 from keel.platform.http.pagination import Page, PageParams
@@ -104,6 +105,8 @@ async def update_account(
         security.api_keys.clear()
 
     after_commit(session, forget)
+    # What they may see changes with their role and status: drop their cached views.
+    invalidate_on_commit(session, viewer_tag(user.id))
     audit.record(
         session,
         meta,

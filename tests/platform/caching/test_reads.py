@@ -6,12 +6,14 @@ import uuid
 from datetime import UTC, datetime
 
 from keel.platform.caching import (
+    FOLDER_TREE_TAG,
     Fill,
     MemoryCache,
     entry_for,
     parse_resource_key,
     read_through,
     resource_key,
+    resource_tag,
     warm,
 )
 from tests.platform.caching.conftest import FakeClock
@@ -35,6 +37,30 @@ async def test_a_miss_loads_and_stores_then_a_hit_does_not_load() -> None:
     assert await read_through(cache, entry, load, ttl=TTL) == b"rendered"
     assert loads == 1
     assert await cache.invalidate_tags(*entry.tags[-1:]) == 1  # the folder-tree tag
+
+
+async def test_a_fill_brings_the_tags_the_loaded_row_calls_for() -> None:
+    cache = MemoryCache(10_000)
+    asked = entry_for("product", PRODUCT, viewer=ALICE, in_folder_tree=True)
+    outside_folders = entry_for("product", PRODUCT, viewer=ALICE, in_folder_tree=False)
+
+    async def load() -> Fill:
+        return Fill(outside_folders, b"not in a folder")
+
+    assert await read_through(cache, asked, load, ttl=TTL) == b"not in a folder"
+    assert await cache.invalidate_tags(FOLDER_TREE_TAG) == 0  # spared by folder changes
+    assert await cache.invalidate_tags(resource_tag("product", PRODUCT)) == 1
+
+
+async def test_a_fill_for_another_key_is_returned_but_never_stored() -> None:
+    cache = MemoryCache(10_000)
+    asked = entry_for("product", PRODUCT, viewer=ALICE, in_folder_tree=True)
+
+    async def load() -> Fill:
+        return Fill(entry_for("product", PRODUCT, viewer=BOB, in_folder_tree=True), b"bob's view")
+
+    assert await read_through(cache, asked, load, ttl=TTL) == b"bob's view"
+    assert await cache.count() == 0
 
 
 async def test_nothing_is_stored_when_the_load_finds_nothing() -> None:

@@ -9,8 +9,8 @@ Reading (a route, after authentication and scope checks)::
 
 ``entry_for`` makes the viewer part of the key, so one principal's rendering can never
 be served to another; ``load`` reads and renders as that viewer (visibility included).
-Whether a product sits in a folder is known only after reading it, so a route that
-cannot tell beforehand passes ``in_folder_tree=True`` — an extra tag is harmless.
+Whether a product sits in a folder is known only after reading it: ``load`` then
+returns a :class:`Fill` with the entry's real tags (see :mod:`.views`, which routes use).
 
 Invalidating (services, in the writing transaction, applied after commit)::
 
@@ -45,9 +45,9 @@ from keel.platform.caching.keys import (
     viewer_tag,
 )
 from keel.platform.caching.memory import MemoryCache
-from keel.platform.caching.reads import read_through
+from keel.platform.caching.reads import Fill, read_through
 from keel.platform.caching.redis_cache import RedisCache
-from keel.platform.caching.warm import Fill, Loader, WarmReport, warm
+from keel.platform.caching.warm import Loader, WarmReport, warm
 
 __all__ = [
     "FOLDER_TREE_TAG",

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from keel.platform.caching.base import ResourceCache
 from keel.platform.caching.keys import CacheEntry
 
 
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What a loader produced for a key: the bytes and the entry's key and tags."""
+
+    entry: CacheEntry
+    value: bytes
+
+
 async def read_through(
     cache: ResourceCache,
     entry: CacheEntry,
-    load: Callable[[], Awaitable[bytes | None]],
+    load: Callable[[], Awaitable[bytes | Fill | None]],
     *,
     ttl: float,
     clock: Callable[[], float] = time.monotonic,
@@ -21,7 +30,9 @@ async def read_through(
 
     ``load`` does the whole read as the entry's viewer — visibility check included —
     and returns the rendered bytes, or ``None`` (or raises) when there is nothing to
-    show; neither is cached.
+    show; neither is cached. A load that learns what invalidates the entry only by
+    reading (whether a product sits in a folder) returns a :class:`Fill` whose entry
+    has the same key and the tags it needs; a different key is not stored.
 
     A load that took half the cache's ``fill_guard`` or longer is returned but not
     stored: it may have read the database before a write whose invalidation has since
@@ -35,7 +46,11 @@ async def read_through(
     if cached is not None:
         return cached
     started = clock()
-    value = await load()
-    if value is not None and clock() - started < cache.fill_guard / 2:
-        await cache.set(entry.key, value, ttl=ttl, tags=entry.tags)
+    loaded = await load()
+    if loaded is None:
+        return None
+    value, tags = (loaded.value, loaded.entry.tags) if isinstance(loaded, Fill) else (loaded, entry.tags)
+    fresh = clock() - started < cache.fill_guard / 2
+    if fresh and (not isinstance(loaded, Fill) or loaded.entry.key == entry.key):
+        await cache.set(entry.key, value, ttl=ttl, tags=tags)
     return value

@@ -8,15 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from keel.platform.caching.base import ResourceCache
-from keel.platform.caching.keys import CacheEntry
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """What a loader produced for a key: the bytes and the entry's key and tags."""
-
-    entry: CacheEntry
-    value: bytes
+from keel.platform.caching.reads import Fill
 
 
 @dataclass(frozen=True, slots=True)

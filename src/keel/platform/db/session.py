@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from keel.platform.caching.invalidation import apply_committed
 from keel.platform.http.errors import IdempotencyLeaseLost, KeelError
 from keel.platform.http.idempotency_store import RECORD_ID_STATE, mark_committed
 
@@ -47,9 +48,13 @@ async def _commit(session: AsyncSession, request: Request) -> None:
         await session.rollback()
         raise IdempotencyLeaseLost()
     await session.commit()
+    resources = request.app.state.resources
     if request.method not in _READ_ONLY_METHODS:
         # Whatever the write was, counted list totals may now be wrong.
-        request.app.state.resources.list_totals.invalidate()
+        resources.list_totals.invalidate()
+    if resources.cache is not None:
+        # Before the response: the writer's next read sees its own write.
+        await apply_committed(session, resources.cache)
 
 
 # scope="function": the commit runs after the endpoint returns and before the response

@@ -15,7 +15,7 @@ from fastapi import Depends, Header
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keel.platform.http.envelope import Link, ok
+from keel.platform.http.envelope import Link, RawJSON, ok
 from keel.platform.http.errors import KeelError
 
 # Authenticated representations may be cached by the client only, and revalidated.
@@ -94,7 +94,7 @@ IfNoneMatch = Annotated[str | None, Depends(_if_none_match)]
 
 def resource_response(
     request: Request,
-    data: Mapping[str, Any],
+    data: Mapping[str, Any] | RawJSON,
     *,
     etag: str,
     self_href: str,
