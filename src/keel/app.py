@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_exception_handlers(app)
-    install_openapi(app)
+    install_openapi(app, settings)
 
     for router in (
         health_router,

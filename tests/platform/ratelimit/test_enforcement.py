@@ -387,3 +387,18 @@ async def test_without_redis_login_fails_closed_and_other_routes_fall_back(limit
     assert general.status_code == 401
     assert general.headers["X-RateLimit-Limit"] == "1000000"
     assert fallbacks == 1
+
+
+async def test_openapi_documents_the_429s_and_the_fail_closed_503s(limited: Served) -> None:
+    async with limited() as (_app, client):
+        schema = (await client.get("/openapi.json")).json()
+
+    paths = schema["paths"]
+    create = paths["/api/v2/products"]["post"]["responses"]
+    assert "QUOTA_EXCEEDED" in create["429"]["description"]
+    assert {"Retry-After", "X-RateLimit-Remaining", "RateLimit"} <= set(create["429"]["headers"])
+    assert "QUOTA_EXCEEDED" not in paths["/api/v2/products"]["get"]["responses"]["429"]["description"]
+    assert "503" not in create
+    for route in ("/api/v2/auth/login", "/api/v2/auth/register", "/api/v2/auth/token"):
+        assert {"429", "503"} <= set(paths[route]["post"]["responses"]), route
+    assert "429" not in paths["/health"]["get"]["responses"]

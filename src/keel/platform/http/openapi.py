@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from keel.platform.http.envelope import ErrorEnvelope
+from keel.platform.ratelimit.policies import document_rate_limits
+from keel.settings import Settings
 
 _REF = "#/components/schemas/{model}"
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -64,12 +66,13 @@ def document_idempotency(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, settings: Settings) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(document_idempotency(generate()))
+            schema = document_errors(document_idempotency(generate()))
+            app.openapi_schema = document_rate_limits(schema, settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from keel.platform.ratelimit.model import MAX_CAPACITY, Limit
 from keel.platform.security.principal import Principal
@@ -161,3 +161,51 @@ class Policies:
                 elif email:
                     limits.append(Limit(route_limit.name, account_key(email), figure, self.period))
         return limits
+
+
+_LIMIT_HEADERS = {
+    "Retry-After": "Seconds to wait: the next request after it passes.",
+    "X-RateLimit-Limit": "The limit closest to refusing you: requests (or units) per window.",
+    "X-RateLimit-Remaining": "What that limit still allows now.",
+    "X-RateLimit-Reset": "When that limit is whole again (epoch seconds).",
+    "RateLimit-Policy": 'Every limit that applied, e.g. `"user";q=100;w=60`.',
+    "RateLimit": 'Where you stand on each, e.g. `"user";r=42;t=17`.',
+}
+
+
+def document_rate_limits(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Add the 429 (and, where the route fails closed, the 503) every limited operation
+    can answer, with the headers that come with it."""
+    if not settings.rate_limit_enabled:
+        return schema
+    headers = {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in _LIMIT_HEADERS.items()
+    }
+    for path, path_item in schema.get("paths", {}).items():
+        if is_unlimited(path):
+            continue
+        for method, operation in path_item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            policy = ROUTE_POLICIES.get((method.upper(), unversioned(path)))
+            text = "Too many requests: `RATE_LIMITED` (see the `RateLimit` headers)."
+            if policy is not None and policy.quota is not None:
+                text += " Your plan's creation quota is used up: `QUOTA_EXCEEDED`."
+            responses = operation["responses"]
+            responses["429"] = {**_error_reference(text), "headers": headers}
+            if policy is not None and policy.fail_closed:
+                responses["503"] = {
+                    **_error_reference(
+                        "`SERVICE_UNAVAILABLE`: the shared rate limiter is unreachable, so this route "
+                        "refuses rather than limit per replica; retry after `Retry-After`."
+                    ),
+                    "headers": {"Retry-After": headers["Retry-After"]},
+                }
+    return schema
+
+
+def _error_reference(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
