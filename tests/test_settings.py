@@ -122,3 +122,28 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_postgres_is_not_auto_migrated_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch, DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1/keel")
     assert settings.should_auto_migrate is False
+
+
+@pytest.mark.parametrize(
+    ("env", "caches"),
+    [
+        ({}, True),  # SQLite: one host
+        (
+            {"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/keel"},
+            False,
+        ),  # replicas, no shared cache
+        (
+            {
+                "DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/keel",
+                "REDIS_URL": "redis://127.0.0.1/0",
+            },
+            True,
+        ),
+        ({"DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/keel", "CACHE_ENABLED": "true"}, True),
+        ({"CACHE_ENABLED": "false"}, False),
+    ],
+)
+def test_the_read_cache_is_on_only_where_it_is_shared_or_alone(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], caches: bool
+) -> None:
+    assert load(monkeypatch, **env).caches_reads is caches

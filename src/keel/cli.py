@@ -70,6 +70,14 @@ def serve(
     hint = first_run_hint_sync(settings, host=host, port=port)
     if hint:
         typer.echo(hint, err=True)
+    if workers > 1 and settings.redis_url is None and settings.caches_reads:
+        # Each process would keep its own copy and miss the others' invalidations.
+        os.environ["KEEL_CACHE_ENABLED"] = "false"
+        typer.echo(
+            "keel: the read cache is off with several workers and no KEEL_REDIS_URL "
+            "(set it to share one cache between them).",
+            err=True,
+        )
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keel-metrics-")
     uvicorn.run(

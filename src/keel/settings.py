@@ -203,7 +203,12 @@ class Settings(BaseSettings):
     quota_products_enterprise_period_seconds: float = Field(3600.0, ge=1.0, le=31 * 86400.0)
 
     # --- Cache ---------------------------------------------------------------------
-    cache_enabled: bool = Field(True, description="Cache single product and folder reads.")
+    cache_enabled: bool | None = Field(
+        None,
+        description="Cache single product and folder reads. Default: on with Redis (one cache for "
+        "every replica) or SQLite (one host); off for PostgreSQL without Redis, where each "
+        "replica's own cache would miss the others' writes.",
+    )
     cache_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, le=64 * 1024**3, description="The cache's budget: keys plus values."
     )
@@ -354,6 +359,12 @@ class Settings(BaseSettings):
     @property
     def runs_worker_in_process(self) -> bool:
         return self.is_sqlite if self.worker_in_process is None else self.worker_in_process
+
+    @property
+    def caches_reads(self) -> bool:
+        if self.cache_enabled is not None:
+            return self.cache_enabled
+        return self.redis_url is not None or self.is_sqlite
 
     @property
     def allows_http_webhooks(self) -> bool:

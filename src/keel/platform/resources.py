@@ -46,7 +46,7 @@ def create_limiter(settings: Settings, metrics: HTTPMetrics, redis: Redis | None
 
 
 def open_cache(settings: Settings, redis: Redis | None) -> ResourceCache | None:
-    if not settings.cache_enabled:
+    if not settings.caches_reads:
         return None
     return create_cache(
         redis,
