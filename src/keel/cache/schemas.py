@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints
 
 from keel.platform.http.envelope import Schema
 
@@ -34,7 +34,7 @@ class WarmResult(Schema):
 
 
 class InvalidateRequest(Schema):
-    """At least one of ``keys`` and ``pattern``."""
+    """Exact keys, a pattern, or both; neither drops nothing."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -46,12 +46,6 @@ class InvalidateRequest(Schema):
     pattern: CacheKey | None = Field(
         None, description="A glob over keys (`*`, `?`, `[...]`), e.g. `product:<id>:*`; `*` drops everything."
     )
-
-    @model_validator(mode="after")
-    def _something(self) -> InvalidateRequest:
-        if not self.keys and self.pattern is None:
-            raise ValueError("give keys, a pattern, or both")
-        return self
 
 
 class InvalidateResult(Schema):
