@@ -3,6 +3,7 @@
 from keel.api_keys.models import ApiKey
 from keel.audit.models import AuditLog
 from keel.auth.models import AuthSession, LoginThrottle, RecoveryCode, RefreshToken
+from keel.documents.models import Document, DocumentChunk
 from keel.folders.models import Folder, FolderPath
 from keel.platform.db.base import Base
 from keel.platform.events import Event
@@ -18,6 +19,8 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "Base",
+    "Document",
+    "DocumentChunk",
     "Event",
     "Folder",
     "FolderGrant",

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from keel.models import Base
 from keel.platform.db.base import UTCDateTime
+from keel.platform.db.migrate import include_object
 
 target_metadata = Base.metadata
 
@@ -28,6 +29,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=_render_item,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

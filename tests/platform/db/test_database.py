@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from keel.platform.db.base import NAMING_CONVENTION, IdMixin, TimestampMixin, UTCDateTime
 from keel.platform.db.engine import create_engine
 from keel.platform.db.ids import new_id
-from keel.platform.db.migrate import current_revision, head_revision, upgrade
+from keel.platform.db.migrate import current_revision, head_revision, include_object, upgrade
 from keel.settings import Settings
 from tests import services
 from tests.conftest import make_settings
@@ -133,7 +133,8 @@ async def test_migrations_build_exactly_the_models_schema(settings: Settings) ->
         async with engine.connect() as connection:
 
             def diff(sync_connection: Any) -> list[Any]:
-                context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+                opts = {"compare_type": True, "include_object": include_object}
+                context = MigrationContext.configure(sync_connection, opts=opts)
                 return list(compare_metadata(context, Base.metadata))
 
             differences = await connection.run_sync(diff)

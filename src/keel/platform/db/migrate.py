@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -14,6 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 # Arbitrary constant shared by every replica: concurrent `keel db upgrade` runs queue
 # on this PostgreSQL advisory lock instead of racing each other's DDL.
 MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
+
+
+# Full-text objects the migrations create outside the ORM metadata (FTS5 tables and
+# their shadow tables on SQLite, GIN expression indexes on PostgreSQL).
+SEARCH_OBJECT_PREFIXES = ("document_chunks_fts", "ix_document_chunks_search")
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Autogenerate's filter: never propose dropping the full-text objects."""
+    return not (
+        reflected and compare_to is None and name is not None and name.startswith(SEARCH_OBJECT_PREFIXES)
+    )
 
 
 def alembic_config() -> Config:

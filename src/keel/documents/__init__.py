@@ -1,0 +1,1 @@
+"""Documents: safe uploads, content-checked types, extraction, chunking and search."""
