@@ -147,3 +147,12 @@ def test_the_read_cache_is_on_only_where_it_is_shared_or_alone(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], caches: bool
 ) -> None:
     assert load(monkeypatch, **env).caches_reads is caches
+
+
+def test_document_settings_are_checked_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError, match="KEEL_DOCUMENT_CHUNK_OVERLAP"):
+        load(monkeypatch, DOCUMENT_CHUNK_SIZE="500", DOCUMENT_CHUNK_OVERLAP="500")
+    monkeypatch.delenv("KEEL_DOCUMENT_CHUNK_SIZE")
+    monkeypatch.delenv("KEEL_DOCUMENT_CHUNK_OVERLAP")
+    with pytest.raises(SettingsError, match="KEEL_S3_BUCKET"):
+        load(monkeypatch, STORAGE_BACKEND="s3")

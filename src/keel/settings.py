@@ -273,6 +273,36 @@ class Settings(BaseSettings):
         24, ge=0, le=720, description="After a secret rotation, the previous secret keeps signing this long."
     )
 
+    # --- Documents -----------------------------------------------------------------
+    upload_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest document upload; larger → 413 while it streams.",
+    )
+    storage_backend: Literal["local", "s3"] = Field("local", description="Where uploaded files are kept.")
+    storage_dir: Path = Field(
+        Path(".keel/storage"), description="The local backend's directory (also its temp files)."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (https://…); AWS when unset."
+    )
+    s3_bucket: str | None = Field(None, min_length=3, max_length=63)
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = Field("us-east-1", min_length=1, max_length=64)
+    s3_prefix: str = Field("keel/", max_length=200, description="Key prefix inside the bucket.")
+    document_chunk_size: int = Field(1000, ge=100, le=20_000, description="Largest chunk, in characters.")
+    document_chunk_overlap: int = Field(
+        150, ge=0, le=5_000, description="Characters a chunk repeats from the previous one."
+    )
+    extraction_timeout_seconds: float = Field(
+        60.0, ge=1.0, le=3600.0, description="Longest one document's text extraction may run."
+    )
+    extraction_memory_mb: int = Field(
+        512, ge=64, le=65_536, description="Address-space cap of the extraction subprocess."
+    )
+
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = Field(
@@ -320,6 +350,14 @@ class Settings(BaseSettings):
     @classmethod
     def _domains(cls, value: list[str]) -> list[str]:
         return [domain.lower().lstrip("@") for domain in value]
+
+    @model_validator(mode="after")
+    def _documents(self) -> Settings:
+        if self.document_chunk_overlap >= self.document_chunk_size:
+            raise ValueError("KEEL_DOCUMENT_CHUNK_OVERLAP must be below KEEL_DOCUMENT_CHUNK_SIZE")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("KEEL_STORAGE_BACKEND=s3 needs KEEL_S3_BUCKET")
+        return self
 
     @model_validator(mode="after")
     def _admin_bootstrap_pair(self) -> Settings:
