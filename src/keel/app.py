@@ -19,6 +19,7 @@ from keel.api_keys.router import router as api_keys_router
 from keel.auth.dependencies import caller_principal, identify_caller
 from keel.auth.router import router as auth_router
 from keel.cache.router import router as cache_router
+from keel.documents.router import router as documents_router
 from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
 from keel.jobs.router import router as jobs_router
@@ -50,6 +51,9 @@ envelope `{success, version, timestamp, request_id, data, errors, warnings, link
 Errors carry a stable `code` per item (`VALIDATION_ERROR`, `NOT_FOUND`, …), a dotted
 `field` and a `severity`; the `X-Request-ID` header equals `request_id`.
 """
+
+# Multipart framing and form fields around an upload's file.
+UPLOAD_BODY_MARGIN = 64 * 1024
 
 # Longest an access line waits in the buffer when traffic stops.
 ACCESS_LOG_FLUSH_SECONDS = 1.0
@@ -134,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs_router,
         webhooks_router,
         cache_router,
+        documents_router,
     ):
         add_routes(app, router)
     _add_versioned_schemas(app)
@@ -156,7 +161,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             principal_of=caller_principal,
             probe_seconds=settings.rate_limit_probe_seconds,
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # The upload route streams the file to disk under its own cap; the margin is for
+        # the multipart framing and the form fields.
+        route_limits={("POST", "/documents"): settings.upload_max_bytes + UPLOAD_BODY_MARGIN},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -15,6 +15,8 @@ class EventType(StrEnum):
     FOLDER_UPDATED = "folder.updated"
     FOLDER_DELETED = "folder.deleted"
     USER_CREATED = "user.created"
+    DOCUMENT_PROCESSED = "document.processed"
+    DOCUMENT_FAILED = "document.failed"
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
     WEBHOOK_TEST = "webhook.test"
@@ -29,6 +31,10 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.FOLDER_UPDATED: "A folder was renamed, moved or changed; `data` is the folder after it.",
     EventType.FOLDER_DELETED: "A folder was deleted; `data` is the folder as it was.",
     EventType.USER_CREATED: "An account was registered; `data` is the user (sent to admins' subscriptions).",
+    EventType.DOCUMENT_PROCESSED: "A document's text was extracted and chunked; `data` is the document.",
+    EventType.DOCUMENT_FAILED: (
+        "A document's text could not be extracted; `data` is the document with its `error`."
+    ),
     EventType.JOB_SUCCEEDED: "A job of yours finished; `data` is the job with its result.",
     EventType.JOB_FAILED: "A job of yours failed for good; `data` is the job with its error.",
     EventType.WEBHOOK_TEST: "Sent by `POST /webhooks/{id}/test` to that subscription only.",

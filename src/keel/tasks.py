@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import keel.models  # noqa: F401 - every table, so a worker's statements resolve foreign keys
 from keel.audit import tasks as audit_tasks
 from keel.auth import tasks as auth_tasks
+from keel.documents import tasks as documents_tasks  # noqa: F401 - registers documents.process
 from keel.event_types import EventType
 from keel.jobs import service as jobs_service
 from keel.jobs import tasks as jobs_tasks

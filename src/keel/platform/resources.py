@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from keel.platform.cache import TotalCache, TTLCache
@@ -20,6 +21,7 @@ from keel.platform.security.crypto import SecretBox
 from keel.platform.security.passwords import Passwords
 from keel.platform.security.principal import Principal
 from keel.platform.security.tokens import AccessTokens, derive_key
+from keel.platform.storage import Storage, create_storage
 from keel.settings import Settings
 
 
@@ -54,6 +56,22 @@ def open_cache(settings: Settings, redis: Redis | None) -> ResourceCache | None:
         max_bytes=settings.cache_max_bytes,
         timeout=settings.redis_timeout_ms / 1000,
         fill_guard=settings.cache_fill_guard_seconds,
+    )
+
+
+def open_storage(settings: Settings) -> Storage:
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    return create_storage(
+        backend=settings.storage_backend,
+        local_dir=settings.storage_dir,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_bucket=settings.s3_bucket,
+        s3_access_key=secret(settings.s3_access_key),
+        s3_secret_key=secret(settings.s3_secret_key),
+        s3_region=settings.s3_region,
+        s3_prefix=settings.s3_prefix,
     )
 
 
@@ -95,6 +113,8 @@ class Resources:
     db: Database
     metrics: HTTPMetrics
     security: Security
+    # Uploaded documents' bytes, by SHA-256.
+    storage: Storage
     list_totals: TotalCache = field(default_factory=lambda: TotalCache(ttl=0))
     redis: Redis | None = None
     limiter: AppLimiter = field(default_factory=MemoryLimiter)
@@ -110,6 +130,7 @@ class Resources:
             db=Database.from_settings(settings),
             metrics=metrics,
             security=Security.from_settings(settings),
+            storage=open_storage(settings),
             list_totals=TotalCache(ttl=settings.list_total_cache_ms / 1000),
             redis=redis,
             limiter=create_limiter(settings, metrics, redis),
@@ -121,6 +142,7 @@ class Resources:
             await self.cache.close()
         if self.redis is not None:
             await self.redis.aclose()
+        await self.storage.close()
         await self.db.dispose()
 
 

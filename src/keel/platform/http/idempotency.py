@@ -12,6 +12,8 @@ without the work being done twice.
 - Anonymous POSTs (no credentials, or ones that do not authenticate) are not
   idempotent: with no caller to scope keys to, one client could replay another's
   response. They pass straight through, and the route answers 401 where it must.
+- Multipart bodies (uploads) are not idempotent: the route streams them to disk, and
+  holding one in memory to fingerprint it would defeat that. The key is ignored.
 - A replay is the original response, byte for byte: its envelope keeps the original
   ``request_id`` and ``timestamp``; ``X-Request-ID`` names the retry.
 """
@@ -103,11 +105,19 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        key = None
         for name, value in scope["headers"]:
             if name == HEADER:
-                await self._idempotent(scope, receive, send, value)
+                key = value
+            elif name == b"content-type" and value.lower().startswith(b"multipart/form-data"):
+                # Uploads are streamed to disk by their route, up to a cap far above what
+                # this middleware may hold in memory: the key is ignored (see README).
+                await self.app(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        await self._idempotent(scope, receive, send, key)
 
     async def _idempotent(self, scope: Scope, receive: Receive, send: Send, key: bytes) -> None:
         if not _VALID_KEY.fullmatch(key):

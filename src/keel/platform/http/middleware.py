@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.platform.http.context import IPNetwork, accept_request_id, request_id_var, resolve_client_ip
 from keel.platform.http.envelope import API_VERSION, error_item, error_response
+from keel.platform.http.versions import V1_PREFIX, V2_PREFIX
 from keel.platform.observability.logging import AccessLog
 from keel.platform.observability.metrics import UNMATCHED_ROUTE, HTTPMetrics
 
@@ -142,6 +143,9 @@ class RequestContextMiddleware:
             request_id_var.reset(id_token)
 
 
+_VERSION_PREFIXES = (V1_PREFIX + "/", V2_PREFIX + "/")
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self) -> None:
         super().__init__(status_code=413)
@@ -149,21 +153,39 @@ class BodyTooLarge(HTTPException):
 
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes``: at once when ``Content-Length`` says so, and
-    while streaming otherwise (chunked bodies, or a lying ``Content-Length``)."""
+    while streaming otherwise (chunked bodies, or a lying ``Content-Length``).
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    ``route_limits`` raises (or lowers) the cap for a few routes, keyed by method and
+    path without the version prefix (``("POST", "/documents")``): the upload route
+    streams its body to disk and enforces its own, larger file limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, route_limits: Mapping[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.route_limits = dict(route_limits or {})
+
+    def limit_for(self, method: str, path: str) -> int:
+        if self.route_limits:
+            for prefix in _VERSION_PREFIXES:
+                if path.startswith(prefix):
+                    path = path[len(prefix) - 1 :]
+                    break
+            return self.route_limits.get((method, path.rstrip("/") or "/"), self.max_bytes)
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope["method"], scope["path"])
         has_body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if value.isdigit() and int(value) > self.max_bytes:
-                    await self._reject(scope, receive, send)
+                if value.isdigit() and int(value) > limit:
+                    await self._reject(scope, receive, send, limit)
                     return
                 has_body = value != b"0"
             elif name == b"transfer-encoding":
@@ -175,7 +197,6 @@ class BodyLimitMiddleware:
             return
 
         received = 0
-        limit = self.max_bytes
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -188,8 +209,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"The request body exceeds the limit of {self.max_bytes} bytes."
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"The request body exceeds the limit of {limit} bytes."
         response = error_response(413, [error_item(413, message=message)], headers={"Connection": "close"})
         await response(scope, receive, send)
 
