@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -211,8 +212,19 @@ class LiveServer:
 def live_server(
     backend_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """A real uvicorn process on a free port, on the module's backend, logging JSON."""
-    env = {f"KEEL_{key.upper()}": str(value) for key, value in backend_settings.items()}
+    """A real uvicorn process on a free port, on the module's backend, logging JSON.
+
+    On PostgreSQL it gets a database of its own: what it is sent (a fuzzer's thousands
+    of writes, the jobs they queue) stays out of the run's shared database, where later
+    modules would list it and drain its queue.
+    """
+    values = dict(backend_settings)
+    own_database = None
+    if str(values.get("database_url", "")).startswith("postgresql"):
+        own_database = f"keel_test_{services.RUN_ID}_live_{uuid.uuid4().hex[:8]}"
+        values["database_url"] = services.create_postgres_database(own_database)
+        migrate(make_settings(database_url=values["database_url"]))
+    env = {f"KEEL_{key.upper()}": str(value) for key, value in values.items()}
     env.update(
         KEEL_ENV="test",
         KEEL_LOG_FORMAT="json",
@@ -233,3 +245,5 @@ def live_server(
         yield server
     finally:
         server.stop()
+        if own_database is not None:
+            services.drop_postgres_database(own_database)
