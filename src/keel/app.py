@@ -37,6 +37,7 @@ from keel.platform.ratelimit.middleware import RateLimitMiddleware
 from keel.platform.ratelimit.policies import Policies
 from keel.platform.resources import Resources
 from keel.products.router import router as products_router
+from keel.search.router import router as search_router
 from keel.settings import Environment, Settings, load_settings
 from keel.tasks import registry as task_registry
 from keel.users.bootstrap import ensure_admin
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs_router,
         webhooks_router,
         cache_router,
+        search_router,
         documents_router,
     ):
         add_routes(app, router)
