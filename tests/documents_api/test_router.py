@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,11 +17,11 @@ import pytest
 from fastapi import FastAPI
 
 from keel.app import create_app
-from keel.documents import flows, repository
+from keel.documents import flows, repository, service
 from keel.documents.models import Status
 from keel.documents.router import content_disposition
 from keel.platform.db.base import utcnow
-from keel.platform.queue.worker import drain
+from keel.platform.queue.worker import claim, drain, reap
 from keel.platform.resources import Resources
 from keel.platform.storage import LocalStorage
 from keel.users.models import Role
@@ -310,6 +311,36 @@ async def test_processing_twice_leaves_one_set_of_chunks(
     after = await chunks(client, owner, document["id"])
     assert after == before
     assert (await read(client, owner, document["id"]))["chunk_count"] == len(before)
+
+
+async def test_a_worker_killed_mid_processing_leaves_the_document_ready_after_its_lease_expires(
+    client: httpx.AsyncClient, owner: TestUser, resources: Resources
+) -> None:
+    document = await uploaded(client, owner, LONG_TEXT.encode(), "killed.txt")
+    document_id = uuid.UUID(document["id"])
+    # A worker claims the job, marks the document processing, stores part of the chunks
+    # (as an interrupted run would have left them) and dies without ending the job.
+    async with resources.db.writer() as session:
+        await claim(session, "doomed-worker", limit=100, lease=30, now=utcnow())
+        await service.start_processing(session, document_id)
+        stale = [{"index": 0, "start_char": 0, "end_char": 5, "text": "stale"}]
+        await repository.replace_chunks(session, document_id, stale)
+        await session.commit()
+    later = utcnow() + timedelta(minutes=5)
+    async with resources.db.writer() as session:
+        assert await reap(session, later) >= 1
+        await session.commit()
+
+    await drain(resources, now=later)
+
+    processed = await read(client, owner, document["id"])
+    assert processed["status"] == "ready"
+    items = await chunks(client, owner, document["id"])
+    assert len(items) == processed["chunk_count"] > 3
+    assert all(item["text"] != "stale" for item in items)
+    assert_sane(items)
+    job = (await client.get(f"/api/v2/jobs/{document['job_id']}", headers=owner.headers)).json()["data"]
+    assert (job["status"], job["attempts"]) == ("succeeded", 2)
 
 
 async def test_a_document_deleted_before_its_job_runs_ends_the_job_quietly(
