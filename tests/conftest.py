@@ -69,6 +69,20 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def file_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Uploaded files go under the run's temporary directory, never into the work tree's
+    ``.keel/storage`` (servers started by tests inherit the variable)."""
+    directory = tmp_path_factory.mktemp("storage")
+    previous = os.environ.get("KEEL_STORAGE_DIR")
+    os.environ["KEEL_STORAGE_DIR"] = str(directory)
+    yield directory
+    if previous is None:
+        del os.environ["KEEL_STORAGE_DIR"]
+    else:
+        os.environ["KEEL_STORAGE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     name = f"keel_test_{services.RUN_ID}"

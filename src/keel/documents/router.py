@@ -72,9 +72,6 @@ async def _received_upload(
     request ends unless it was stored."""
     settings = resources.settings
     path = await resources.storage.new_temp_file()
-    # receive_upload creates its file exclusively: the fresh, randomly named file is
-    # removed so the name can be reused (its randomness is what reserves it).
-    path.unlink()
     try:
         form = await receive_upload(
             request.stream(),

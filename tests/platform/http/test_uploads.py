@@ -163,3 +163,18 @@ async def test_only_multipart_with_a_boundary(
 )
 def test_file_names_are_labels_not_paths(raw: str, expected: str) -> None:
     assert safe_filename(raw) == expected
+
+
+async def test_an_existing_empty_temp_file_is_written_in_place(temp: Path) -> None:
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT, 0o600))  # as a storage hands them out
+    form = await receive(body(part("file", b"data", "a.txt")), temp)
+    assert contents(form.file.path) == b"data"  # type: ignore[attr-defined]
+
+
+async def test_a_temp_path_that_is_a_link_is_refused(temp: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"keep")
+    os.symlink(target, temp)
+    with pytest.raises(OSError, match="symbolic link"):
+        await receive(body(part("file", b"data", "a.txt")), temp)
+    assert contents(target) == b"keep"

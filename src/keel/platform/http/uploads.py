@@ -212,7 +212,8 @@ async def receive_upload(
     )
     digest = hashlib.sha256()
     head = bytearray()
-    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # The path may exist already, empty (a storage's fresh temp file); never through a link.
+    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as file:
             async for chunk in stream:
