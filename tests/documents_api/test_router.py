@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ async def upload(
     filename: str = "notes.txt",
     *,
     url: str = DOCUMENTS,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **fields: str,
 ) -> httpx.Response:
     return await client.post(
@@ -76,7 +76,8 @@ async def upload(
 async def uploaded(
     client: httpx.AsyncClient, user: TestUser, content: bytes, filename: str = "notes.txt", **fields: str
 ) -> dict[str, Any]:
-    response = await upload(client, user, content, filename, **fields)
+    # mypy cannot tell that **fields never holds `url` or `headers`.
+    response = await upload(client, user, content, filename, **fields)  # type: ignore[arg-type]
     assert response.status_code in (201, 202), response.text
     data: dict[str, Any] = response.json()["data"]
     return data
