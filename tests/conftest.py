@@ -189,6 +189,8 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        # The server's KEEL_* settings (its database among them), for commands run beside it.
+        self.env = env
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "keel", "serve", "--port", str(self.port)],
