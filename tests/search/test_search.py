@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from keel.settings import Settings
-from tests.catalog import create_product, product_url, share
+from keel.users.models import Role
+from tests.catalog import create_folder, create_product, folder_url, product_url, share
 from tests.conftest import make_settings
 from tests.identity import Accounts, TestUser
 
@@ -142,3 +143,88 @@ async def test_bad_searches_are_422(
 
 async def test_search_needs_credentials(client: httpx.AsyncClient) -> None:
     assert (await client.get(SEARCH, params={"q": "x"})).status_code == 401
+
+
+async def product_hits(client: httpx.AsyncClient, user: TestUser, q: str) -> list[str]:
+    found = await hits(client, user, q, type="products")
+    assert all(hit["type"] == "product" for hit in found)
+    return [hit["product_id"] for hit in found]
+
+
+async def test_products_are_found_by_name_and_description_accents_folded(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    named = await create_product(client, user, name="Crème Brûlée Torch", description="For kitchens.")
+    described = await create_product(
+        client, user, name="Blowtorch", description="Caramelises a crème brûlée in seconds."
+    )
+    await create_product(client, user, name="Unrelated", description="Nothing to see.")
+
+    # A match in the name outranks one in the description.
+    assert await product_hits(client, user, "creme brulee") == [named["id"], described["id"]]
+    (hit,) = await hits(client, user, "CARAMELISES", type="products")
+    assert hit["name"] == "Blowtorch"
+    assert "**Caramelises**" in hit["snippet"]
+    assert hit["score"] > 0
+
+
+async def test_product_search_follows_changes_and_soft_deletes(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    user = await accounts.create()
+    admin = await accounts.create(role=Role.ADMIN)
+    product = await create_product(client, user, name="Okapi lamp")
+    assert await product_hits(client, user, "okapi") == [product["id"]]
+
+    renamed = await client.patch(
+        product_url(product["id"]), json={"name": "Narwhal lamp"}, headers=user.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert await product_hits(client, user, "okapi") == []
+    assert await product_hits(client, user, "narwhal") == [product["id"]]
+
+    assert (await client.delete(product_url(product["id"]), headers=user.headers)).status_code == 204
+    assert await product_hits(client, user, "narwhal") == []
+    restored = await client.post(f"{product_url(product['id'])}/restore", headers=admin.headers)
+    assert restored.status_code == 200, restored.text
+    assert await product_hits(client, user, "narwhal") == [product["id"]]
+
+
+async def test_product_search_shows_only_what_the_caller_may_see(
+    client: httpx.AsyncClient, accounts: Accounts
+) -> None:
+    owner, viewer, stranger = await accounts.create(), await accounts.create(), await accounts.create()
+    folder = await create_folder(client, owner)
+    shared = await create_product(client, owner, name="Wombat shared", folder_id=folder["id"])
+    private = await create_product(client, owner, name="Wombat private")
+    await share(client, owner, folder_url(folder["id"]), viewer, "viewer")
+
+    assert set(await product_hits(client, owner, "wombat")) == {shared["id"], private["id"]}
+    assert await product_hits(client, viewer, "wombat") == [shared["id"]]
+    assert await product_hits(client, stranger, "wombat") == []
+
+
+@pytest.mark.parametrize("query", ['AND ( "', "name:secret", "a OR", "*"])
+async def test_product_search_never_takes_syntax(
+    client: httpx.AsyncClient, accounts: Accounts, query: str
+) -> None:
+    user = await accounts.create()
+    response = await client.get(SEARCH, params={"q": query, "type": "products"}, headers=user.headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_each_type_needs_its_own_permission(client: httpx.AsyncClient, accounts: Accounts) -> None:
+    user = await accounts.create()
+    await create_product(client, user, name="Scoped quetzal")
+    created = await client.post(
+        "/api/v2/api-keys", json={"name": "docs only", "scopes": ["documents:read"]}, headers=user.headers
+    )
+    assert created.status_code == 201, created.text
+    key = {"X-API-Key": created.json()["data"]["secret"]}
+
+    refused = await client.get(SEARCH, params={"q": "quetzal", "type": "products"}, headers=key)
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["code"] == "FORBIDDEN"
+    allowed = await client.get(SEARCH, params={"q": "quetzal", "type": "chunks"}, headers=key)
+    assert allowed.status_code == 200

@@ -3,7 +3,7 @@
 Chunks have an integer key (not a UUID) so SQLite's FTS5 can use it as the rowid of its
 external-content index; the PostgreSQL index is a GIN over a ``tsvector`` computed from
 the text with the ``keel_search`` configuration (``unaccent`` then English stemming).
-Both are created by migration 0007, outside the ORM metadata.
+Both are created by migrations (0007 for chunks, 0008 for products), outside the ORM metadata.
 """
 
 from __future__ import annotations

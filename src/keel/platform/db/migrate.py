@@ -19,7 +19,13 @@ MIGRATION_LOCK_KEY = 0x6B65656C  # "keel"
 
 # Full-text objects the migrations create outside the ORM metadata (FTS5 tables and
 # their shadow tables on SQLite, GIN expression indexes on PostgreSQL).
-SEARCH_OBJECT_PREFIXES = ("document_chunks_fts", "ix_document_chunks_search")
+SEARCH_OBJECT_PREFIXES = (
+    "document_chunks_fts",
+    "ix_document_chunks_search",
+    "products_fts",
+    "product_search_keys",
+    "ix_products_search",
+)
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
