@@ -92,6 +92,8 @@ def test_test_environment_never_writes_a_secret_file(monkeypatch: pytest.MonkeyP
         ("LOG_FORMAT", "xml"),
         ("LOG_LEVEL", "chatty"),
         ("DB_POOL_SIZE", "0"),
+        # Too small for the extraction child to load its readers: every document would fail.
+        ("EXTRACTION_MEMORY_MB", "96"),
     ],
 )
 def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -300,7 +300,11 @@ class Settings(BaseSettings):
         60.0, ge=1.0, le=3600.0, description="Longest one document's text extraction may run."
     )
     extraction_memory_mb: int = Field(
-        512, ge=64, le=65_536, description="Address-space cap of the extraction subprocess."
+        512,
+        ge=128,
+        le=65_536,
+        # Under about 96 MiB even a one-page PDF fails: the child needs room to import its readers.
+        description="Address-space cap of the extraction subprocess (at least 128: the readers must load).",
     )
 
     # --- Observability -------------------------------------------------------------

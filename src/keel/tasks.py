@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import keel.models  # noqa: F401 - every table, so a worker's statements resolve foreign keys
 from keel.audit import tasks as audit_tasks
 from keel.auth import tasks as auth_tasks
-from keel.documents import tasks as documents_tasks  # noqa: F401 - registers documents.process
+from keel.documents import tasks as documents_tasks
 from keel.event_types import EventType
 from keel.jobs import service as jobs_service
 from keel.jobs import tasks as jobs_tasks
@@ -28,6 +28,7 @@ registry.every(timedelta(hours=1), events.PURGE_TASK)
 registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
 registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
 registry.every(timedelta(hours=1), webhooks_tasks.PURGE_TASK)
+registry.every(timedelta(hours=1), documents_tasks.SWEEP_UPLOADS_TASK)
 # Webhook deliveries keep their HTTP connections open between jobs.
 registry.on_worker_stopped(webhooks_tasks.close_clients)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
@@ -20,10 +22,13 @@ from keel.app import create_app
 from keel.documents import flows, repository, service
 from keel.documents.models import Status
 from keel.documents.router import content_disposition
+from keel.documents.tasks import SWEEP_UPLOADS_TASK
 from keel.platform.db.base import utcnow
+from keel.platform.queue import enqueue
 from keel.platform.queue.worker import claim, drain, reap
 from keel.platform.resources import Resources
 from keel.platform.storage import LocalStorage
+from keel.tasks import registry
 from keel.users.models import Role
 from tests.catalog import create_product, product_url, share, single_error
 from tests.conftest import make_settings, serve_app
@@ -239,6 +244,7 @@ async def test_an_upload_over_the_cap_is_413_while_streaming_and_leaves_no_temp_
         )
     assert response.status_code == 413, response.text
     assert single_error(response)["code"] == "PAYLOAD_TOO_LARGE"
+    assert response.headers["connection"] == "close"
     assert sent < 8  # refused after about the cap, not after reading it all
     assert temp_files(storage_dir) == []
 
@@ -522,3 +528,22 @@ async def test_storage_is_the_local_backend_under_the_configured_directory(
 ) -> None:
     assert isinstance(resources.storage, LocalStorage)
     assert resources.storage.root == storage_dir
+
+
+async def test_the_hourly_sweep_removes_only_abandoned_upload_files(
+    resources: Resources, storage_dir: Path
+) -> None:
+    assert registry.periodic[SWEEP_UPLOADS_TASK].every == timedelta(hours=1)
+    abandoned = await resources.storage.new_temp_file()
+    in_progress = await resources.storage.new_temp_file()
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    try:
+        async with resources.db.writer() as session:
+            await enqueue(session, SWEEP_UPLOADS_TASK, {})
+            await session.commit()
+        await drain(resources)
+        assert temp_files(storage_dir) == [in_progress]
+    finally:
+        abandoned.unlink(missing_ok=True)
+        in_progress.unlink(missing_ok=True)
