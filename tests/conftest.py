@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,19 @@ def migrate(settings: Settings) -> None:
     asyncio.run(_run())
 
 
+# Many tests log in or hammer endpoints: limits out of reach unless a test lowers them,
+# and product creation quotas off (0: none); the quota tests set their own.
+LIMITS_OUT_OF_REACH: dict[str, object] = {
+    "rate_limit_anonymous_per_minute": 1_000_000,
+    "rate_limit_user_per_minute": 1_000_000,
+    "rate_limit_admin_per_minute": 1_000_000,
+    "rate_limit_login_per_minute": 1_000_000,
+    "rate_limit_register_per_minute": 1_000_000,
+    "quota_products_free": 0,
+    "quota_products_pro": 0,
+}
+
+
 def make_settings(**overrides: Any) -> Settings:
     # No in-process worker unless a test asks: background jobs would race the assertions.
     values: dict[str, Any] = {
@@ -55,15 +68,7 @@ def make_settings(**overrides: Any) -> Settings:
         "log_level": "INFO",
         "_env_file": None,
         "worker_in_process": False,
-        # Many tests log in or hammer endpoints: limits out of reach unless a test lowers them.
-        "rate_limit_anonymous_per_minute": 1_000_000,
-        "rate_limit_user_per_minute": 1_000_000,
-        "rate_limit_admin_per_minute": 1_000_000,
-        "rate_limit_login_per_minute": 1_000_000,
-        "rate_limit_register_per_minute": 1_000_000,
-        # Product creation quotas off too (0: none); the quota tests set their own.
-        "quota_products_free": 0,
-        "quota_products_pro": 0,
+        **LIMITS_OUT_OF_REACH,
     }
     values.update(overrides)
     return Settings(**values)
@@ -224,38 +229,41 @@ class LiveServer:
         return self.log_path.read_text().splitlines()
 
 
-@pytest.fixture(scope="module")
-def live_server(
-    backend_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+# How every live server runs unless told otherwise: JSON logs, migrated by the test
+# run, its limits and quotas out of reach.
+LIVE_DEFAULTS: dict[str, object] = {
+    "env": "test",
+    "log_format": "json",
+    "log_level": "INFO",
+    "auto_migrate": "false",
+    "admin_email_domains": LIVE_ADMIN_DOMAIN,
+    **LIMITS_OUT_OF_REACH,
+}
+
+
+def live_env(settings: Mapping[str, object]) -> dict[str, str]:
+    """The ``KEEL_*`` environment of a live server: :data:`LIVE_DEFAULTS` and then these."""
+    return {f"KEEL_{key.upper()}": str(value) for key, value in {**LIVE_DEFAULTS, **settings}.items()}
+
+
+@contextmanager
+def running_live_server(
+    backend_settings: Mapping[str, object], log_dir: Path, **settings: object
 ) -> Iterator[LiveServer]:
-    """A real uvicorn process on a free port, on the module's backend, logging JSON.
+    """A real uvicorn process on a free port, on the backend, logging JSON, with these
+    settings on top of :data:`LIVE_DEFAULTS`.
 
     On PostgreSQL it gets a database of its own: what it is sent (a fuzzer's thousands
     of writes, the jobs they queue) stays out of the run's shared database, where later
     modules would list it and drain its queue.
     """
-    values = dict(backend_settings)
+    values = {**backend_settings, **settings}
     own_database = None
     if str(values.get("database_url", "")).startswith("postgresql"):
         own_database = f"keel_test_{services.RUN_ID}_live_{uuid.uuid4().hex[:8]}"
         values["database_url"] = services.create_postgres_database(own_database)
         migrate(make_settings(database_url=values["database_url"]))
-    env = {f"KEEL_{key.upper()}": str(value) for key, value in values.items()}
-    env.update(
-        KEEL_ENV="test",
-        KEEL_LOG_FORMAT="json",
-        KEEL_LOG_LEVEL="INFO",
-        KEEL_AUTO_MIGRATE="false",
-        KEEL_ADMIN_EMAIL_DOMAINS=LIVE_ADMIN_DOMAIN,
-        KEEL_RATE_LIMIT_ANONYMOUS_PER_MINUTE="1000000",
-        KEEL_RATE_LIMIT_USER_PER_MINUTE="1000000",
-        KEEL_RATE_LIMIT_ADMIN_PER_MINUTE="1000000",
-        KEEL_RATE_LIMIT_LOGIN_PER_MINUTE="1000000",
-        KEEL_RATE_LIMIT_REGISTER_PER_MINUTE="1000000",
-        KEEL_QUOTA_PRODUCTS_FREE="0",
-        KEEL_QUOTA_PRODUCTS_PRO="0",
-    )
-    server = LiveServer(env, tmp_path_factory.mktemp("live") / "server.log")
+    server = LiveServer(live_env(values), log_dir / "server.log")
     try:
         server.wait_ready()
         yield server
@@ -263,3 +271,12 @@ def live_server(
         server.stop()
         if own_database is not None:
             services.drop_postgres_database(own_database)
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    backend_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """:func:`running_live_server` for the module, with the default settings."""
+    with running_live_server(backend_settings, tmp_path_factory.mktemp("live")) as server:
+        yield server

@@ -110,3 +110,14 @@ def minimal_docx() -> bytes:
         archive.writestr("[Content_Types].xml", CONTENT_TYPES)
         archive.writestr("word/document.xml", document_xml(paragraph("hi")))
     return buffer.getvalue()
+
+
+def billion_laughs_docx(directory: Path) -> Path:
+    """A Word document whose text nests entities that would expand to 10⁹ "lol"s."""
+    laughs = "".join(f'<!ENTITY l{n} "{f"&l{n - 1};" * 10}">' for n in range(1, 10))
+    doctype = f'<!DOCTYPE w:document [<!ENTITY l0 "lol">{laughs}]>'
+    body = paragraph("visible") + paragraph("&l9;")
+    source = make_docx(directory / "good.docx")
+    replace = {"word/document.xml": document_xml(body, doctype)}
+    rewrite_zip(source, directory / "laughs.docx", replace=replace).close()
+    return directory / "laughs.docx"

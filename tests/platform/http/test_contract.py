@@ -136,6 +136,7 @@ async def test_body_over_limit_is_413_without_reading_it(client: httpx.AsyncClie
     )
     body = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
     assert "1048576" in body["errors"][0]["message"]
+    assert response.headers["connection"] == "close"
 
 
 async def test_streamed_body_over_limit_is_413(client: httpx.AsyncClient) -> None:
@@ -147,7 +148,10 @@ async def test_streamed_body_over_limit_is_413(client: httpx.AsyncClient) -> Non
     response = await client.post(
         "/probe/items", content=chunks(), headers={"content-type": "application/json"}
     )
-    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    body = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert "1048576" in body["errors"][0]["message"]
+    # The rest of the body is never read: the connection cannot carry another request.
+    assert response.headers["connection"] == "close"
 
 
 async def test_declared_keel_error_is_rendered_with_field(client: httpx.AsyncClient) -> None:

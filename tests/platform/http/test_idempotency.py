@@ -326,6 +326,7 @@ async def test_a_body_over_the_limit_while_reading_is_413(
 
     assert response.status_code == 413
     assert single_error(response)["code"] == "PAYLOAD_TOO_LARGE"
+    assert response.headers["connection"] == "close"
 
 
 # --- What is not stored -----------------------------------------------------------------

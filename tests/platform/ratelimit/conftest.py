@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from keel.platform.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from keel.platform.redis_client import connect_redis
 from tests import services
-from tests.conftest import LIVE_ADMIN_DOMAIN, LiveServer
+from tests.conftest import LiveServer, live_env
 
 PREFIX = f"{services.REDIS_PREFIX}rl:"
 
@@ -155,21 +155,7 @@ def start_live(backend_settings: dict[str, Any], tmp_path: Path) -> Iterator[Liv
     servers: list[LiveServer] = []
 
     def start(*, replicas: int = 1, **overrides: object) -> list[LiveServer]:
-        values: dict[str, object] = {
-            **backend_settings,
-            "env": "test",
-            "log_format": "json",
-            "log_level": "INFO",
-            "auto_migrate": "false",
-            "admin_email_domains": LIVE_ADMIN_DOMAIN,
-            "rate_limit_anonymous_per_minute": 1_000_000,
-            "rate_limit_user_per_minute": 1_000_000,
-            "rate_limit_admin_per_minute": 1_000_000,
-            "rate_limit_login_per_minute": 1_000_000,
-            "rate_limit_register_per_minute": 1_000_000,
-            **overrides,
-        }
-        env = {f"KEEL_{key.upper()}": str(value) for key, value in values.items()}
+        env = live_env({**backend_settings, **overrides})
         started = []
         for _ in range(replicas):
             server = LiveServer(env, tmp_path / f"server-{len(servers)}.log")

@@ -70,6 +70,10 @@ def severity_for(status_code: int) -> Severity:
     return "low"
 
 
+# On a refusal made before the request body was read to its end.
+CLOSE_CONNECTION: Mapping[str, str] = {"Connection": "close"}
+
+
 class KeelError(Exception):
     """An expected failure with a stable code; rendered as the error envelope."""
 
@@ -132,9 +136,15 @@ class ValidationFailed(KeelError):
 
 
 class PayloadTooLarge(KeelError):
+    """Raised while the body is still arriving: the answer closes the connection, or the
+    server would go on reading (and discarding) the rest of it to reuse the connection."""
+
     code = "PAYLOAD_TOO_LARGE"
     status_code = 413
     default_message = STATUS_CODES[413][1]
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message, field=field, headers=CLOSE_CONNECTION)
 
 
 class ServiceUnavailable(KeelError):

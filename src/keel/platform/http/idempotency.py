@@ -43,7 +43,7 @@ from keel.platform.http.errors import (
     KeelError,
     ValidationFailed,
 )
-from keel.platform.http.middleware import BodyTooLarge
+from keel.platform.http.middleware import BodyTooLarge, too_large_response
 from keel.platform.queue.context import JobContext
 from keel.platform.queue.registry import task
 from keel.platform.resources import Resources
@@ -130,10 +130,9 @@ class IdempotencyMiddleware:
             return
         try:
             body, complete = await read_body(receive)
-        except BodyTooLarge:
-            # Raised by BodyLimitMiddleware's receive; FastAPI's handlers, which would
-            # render it, are further in.
-            await error_response(413, [error_item(413)])(scope, receive, send)
+        except BodyTooLarge as error:
+            # Raised by BodyLimitMiddleware's receive.
+            await too_large_response(error)(scope, receive, send)
             return
         if not complete:
             # The client left while sending: nothing to claim, let the app see it go.

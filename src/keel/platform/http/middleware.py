@@ -9,10 +9,12 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.platform.http.context import IPNetwork, accept_request_id, request_id_var, resolve_client_ip
 from keel.platform.http.envelope import API_VERSION, error_item, error_response
+from keel.platform.http.errors import CLOSE_CONNECTION
 from keel.platform.http.versions import V1_PREFIX, V2_PREFIX
 from keel.platform.observability.logging import AccessLog
 from keel.platform.observability.metrics import UNMATCHED_ROUTE, HTTPMetrics
@@ -147,8 +149,12 @@ _VERSION_PREFIXES = (V1_PREFIX + "/", V2_PREFIX + "/")
 
 
 class BodyTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(status_code=413)
+    """The body went over its limit while streaming: the answer closes the connection
+    (the rest of the body is never read)."""
+
+    def __init__(self, limit: int) -> None:
+        message = f"The request body exceeds the limit of {limit} bytes."
+        super().__init__(status_code=413, detail=message, headers=dict(CLOSE_CONNECTION))
 
 
 class BodyLimitMiddleware:
@@ -204,15 +210,19 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        message = f"The request body exceeds the limit of {limit} bytes."
-        response = error_response(413, [error_item(413, message=message)], headers={"Connection": "close"})
-        await response(scope, receive, send)
+        await too_large_response(BodyTooLarge(limit))(scope, receive, send)
+
+
+def too_large_response(error: BodyTooLarge) -> Response:
+    """:class:`BodyTooLarge` in the envelope, for middleware (FastAPI's handlers, which
+    would render it, are further in)."""
+    return error_response(413, [error_item(413, message=error.detail)], headers=error.headers)
 
 
 class TrustedHostMiddleware:
