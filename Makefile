@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint fmt typecheck bench bench-queue openapi clean
+.PHONY: install run test test-fast lint fmt typecheck bench bench-queue bench-documents openapi clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -45,9 +45,13 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/jobs_bench.py
+	$(BIN)/python bench/documents_bench.py
 
 bench-queue: install
 	$(BIN)/python bench/jobs_bench.py $(BENCH_QUEUE_ARGS)
+
+bench-documents: install
+	$(BIN)/python bench/documents_bench.py $(BENCH_DOCUMENTS_ARGS)
 
 openapi: install
 	@$(BIN)/keel openapi
