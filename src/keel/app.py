@@ -24,15 +24,18 @@ from keel.folders.router import router as folders_router
 from keel.health.router import router as health_router
 from keel.jobs.router import router as jobs_router
 from keel.metrics.router import router as metrics_router
+from keel.metrics.router import summary_router as metrics_summary_router
 from keel.platform.http.handlers import install_exception_handlers
 from keel.platform.http.idempotency import IdempotencyMiddleware
 from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrustedHostMiddleware
 from keel.platform.http.openapi import install_openapi
 from keel.platform.http.routing import add_routes, operation_id
 from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware, v1_openapi
+from keel.platform.observability import stats_store
 from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
-from keel.platform.queue.worker import InProcessWorker
+from keel.platform.observability.stats import RequestStats
+from keel.platform.queue.worker import InProcessWorker, worker_name
 from keel.platform.ratelimit.middleware import RateLimitMiddleware
 from keel.platform.ratelimit.policies import Policies
 from keel.platform.resources import Resources
@@ -84,12 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache_loggers=settings.env is not Environment.TEST,
     )
     metrics = HTTPMetrics()
+    stats = RequestStats(source=worker_name())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.open(settings, metrics)
         app.state.resources = resources
         flusher = asyncio.create_task(_flush_periodically(access_log))
+        stats_writer = asyncio.create_task(_write_stats_periodically(resources, stats))
         worker = InProcessWorker.start(resources, task_registry) if settings.runs_worker_in_process else None
         log.info(
             "keel.started",
@@ -103,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             flusher.cancel()
+            stats_writer.cancel()
+            await _write_stats(resources, stats)
             if worker is not None:
                 # Running jobs get the shutdown grace to finish, then are released.
                 await worker.stop()
@@ -124,12 +131,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.request_stats = stats
     install_exception_handlers(app)
     install_openapi(app, settings)
 
     for router in (
         health_router,
         metrics_router,
+        metrics_summary_router,
         products_router,
         folders_router,
         auth_router,
@@ -193,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
+        stats=stats,
         access_log=access_log,
         trusted_proxies=settings.trusted_proxy_networks,
         hsts=settings.hsts,
@@ -203,6 +213,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         v1_sunset_on=settings.v1_sunset_on,
     )
     return app
+
+
+async def _write_stats(resources: Resources, stats: RequestStats) -> None:
+    try:
+        await stats_store.flush(resources.db, stats)
+    except Exception:  # the database is away: the next write carries the same rows
+        log.warning("metrics.stats_write_failed", exc_info=True)
+
+
+async def _write_stats_periodically(resources: Resources, stats: RequestStats) -> None:
+    while True:
+        await asyncio.sleep(resources.settings.metrics_flush_seconds)
+        await _write_stats(resources, stats)
 
 
 async def _flush_periodically(access_log: AccessLog) -> None:

@@ -8,6 +8,7 @@ from keel.folders.models import Folder, FolderPath
 from keel.platform.db.base import Base
 from keel.platform.events import Event
 from keel.platform.http.idempotency_store import IdempotencyRecord
+from keel.platform.observability.stats_store import RequestStat
 from keel.platform.queue.models import Job, Schedule
 from keel.products.models import Product
 from keel.sharing.models import FolderGrant, ProductGrant
@@ -32,6 +33,7 @@ __all__ = [
     "ProductGrant",
     "RecoveryCode",
     "RefreshToken",
+    "RequestStat",
     "Schedule",
     "User",
     "Webhook",

@@ -315,6 +315,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="When set, GET /metrics requires `Authorization: Bearer <token>`."
     )
+    metrics_flush_seconds: float = Field(
+        10.0,
+        ge=0.5,
+        le=60.0,
+        description="How often each process writes its request statistics (GET /metrics/summary).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from keel.documents import tasks as documents_tasks
 from keel.event_types import EventType
 from keel.jobs import service as jobs_service
 from keel.jobs import tasks as jobs_tasks
+from keel.metrics import tasks as metrics_tasks
 from keel.platform import events
 from keel.platform.http import idempotency
 from keel.platform.queue import Job, Status, maintenance
@@ -29,6 +30,7 @@ registry.every(timedelta(days=1), audit_tasks.RETENTION_TASK)
 registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
 registry.every(timedelta(hours=1), webhooks_tasks.PURGE_TASK)
 registry.every(timedelta(hours=1), documents_tasks.SWEEP_UPLOADS_TASK)
+registry.every(timedelta(minutes=10), metrics_tasks.ROLL_UP_TASK)
 # Webhook deliveries keep their HTTP connections open between jobs.
 registry.on_worker_stopped(webhooks_tasks.close_clients)
 

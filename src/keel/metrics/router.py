@@ -1,14 +1,26 @@
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response
 
+from keel.auth.dependencies import require
+from keel.metrics.schemas import MetricsSummary, Period
+from keel.platform.db import SessionDep
+from keel.platform.db.base import utcnow
+from keel.platform.http.docs import errors
+from keel.platform.http.envelope import Envelope, ok
 from keel.platform.http.errors import AuthenticationRequired
 from keel.platform.http.routing import KeelRoute
+from keel.platform.observability import stats_store
 from keel.platform.resources import ResourcesDep
+from keel.platform.security.principal import Principal
 
 router = APIRouter(tags=["metrics"], route_class=KeelRoute)
+summary_router = APIRouter(prefix="/api/v2/metrics", tags=["metrics"], route_class=KeelRoute)
+
+MetricsRead = Annotated[Principal, Depends(require("metrics:read"))]
+PeriodQuery = Annotated[Period, Query(description="How far back: the last hour, day or week.")]
 
 
 @router.get(
@@ -36,3 +48,26 @@ async def prometheus_metrics(
                 "A valid metrics token is required.", headers={"WWW-Authenticate": "Bearer"}
             )
     return Response(resources.metrics.render(), media_type=resources.metrics.content_type)
+
+
+@summary_router.get(
+    "/summary",
+    response_model=Envelope[MetricsSummary],
+    responses=errors({403: "Missing `metrics:read` (admins and moderators)."}),
+)
+async def metrics_summary(
+    principal: MetricsRead, session: SessionDep, period: PeriodQuery = "1h"
+) -> Response:
+    """Requests per second, error rates and latency percentiles per route and overall,
+    merged across every replica. Up to date within `KEEL_METRICS_FLUSH_SECONDS`."""
+    return ok(MetricsSummary.model_validate(await stats_store.summary(session, period, utcnow())))
+
+
+@summary_router.get(
+    "",
+    response_model=Envelope[MetricsSummary],
+    responses=errors({403: "Missing `metrics:read` (admins and moderators)."}),
+)
+async def metrics(principal: MetricsRead, session: SessionDep, period: PeriodQuery = "1h") -> Response:
+    """The same summary as `GET /metrics/summary`."""
+    return await metrics_summary(principal, session, period)

@@ -18,6 +18,7 @@ from keel.platform.http.errors import CLOSE_CONNECTION
 from keel.platform.http.versions import V1_PREFIX, V2_PREFIX
 from keel.platform.observability.logging import AccessLog
 from keel.platform.observability.metrics import UNMATCHED_ROUTE, HTTPMetrics
+from keel.platform.observability.stats import RequestStats
 
 log = structlog.get_logger("keel.http")
 
@@ -72,12 +73,14 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         metrics: HTTPMetrics,
+        stats: RequestStats,
         access_log: AccessLog,
         trusted_proxies: tuple[IPNetwork, ...] = (),
         hsts: bool = False,
     ) -> None:
         self.app = app
         self.metrics = metrics
+        self.stats = stats
         self.access_log = access_log
         self.trusted_proxies = trusted_proxies
         self.hsts = hsts
@@ -107,13 +110,16 @@ class RequestContextMiddleware:
 
         status = 500
         response_started = False
+        streamed = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, streamed
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra_headers]
+            elif message.get("more_body"):
+                streamed = True
             await send(message)
 
         self.metrics.started()
@@ -133,6 +139,7 @@ class RequestContextMiddleware:
             duration = time.perf_counter() - started_at
             route = route_template(scope)
             self.metrics.finished(scope["method"], route, status, duration)
+            self.stats.record(scope["method"], route, status, duration, timed=not streamed)
             self.access_log(
                 scope["method"],
                 route,

@@ -1,0 +1,107 @@
+"""Per-minute request statistics of this process, for ``GET /metrics/summary``.
+
+Per route template and method, per wall-clock minute: how many requests, how many
+answered 4xx and 5xx, and a latency sketch (:class:`~.sketch.LatencySketch`, mergeable
+across minutes and processes). Recording is a few dict operations on the request path;
+the cells are written to the database every few seconds by :mod:`.stats_store`, each
+process under its own ``source`` name, and merged when read.
+
+Responses streamed in several parts (exports, downloads, event streams) are counted but
+not timed: their duration is the client's reading speed, not the server's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from keel.platform.observability.sketch import LatencySketch
+
+MINUTE = 60
+
+
+@dataclass(slots=True)
+class Totals:
+    """Requests, how many answered 4xx and 5xx, and their latencies (ms)."""
+
+    count: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0
+    sketch: LatencySketch = field(default_factory=LatencySketch)
+
+    def merge(self, other: Totals) -> None:
+        self.count += other.count
+        self.errors_4xx += other.errors_4xx
+        self.errors_5xx += other.errors_5xx
+        self.sketch.merge(other.sketch)
+
+
+@dataclass(slots=True)
+class _Cell(Totals):
+    # Bumped by every request; what was last written is ``written``.
+    version: int = 0
+    written: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatRow:
+    """One minute of one route, as this process has seen it so far (cumulative)."""
+
+    minute: int  # Unix time of the minute's start, in minutes
+    method: str
+    route: str
+    count: int
+    errors_4xx: int
+    errors_5xx: int
+    sketch: dict[str, object]
+    version: int
+
+
+class RequestStats:
+    def __init__(self, source: str, clock: Callable[[], float] = time.time) -> None:
+        self.source = source
+        self._clock = clock
+        self._cells: dict[tuple[int, str, str], _Cell] = {}
+
+    def record(self, method: str, route: str, status: int, seconds: float, *, timed: bool = True) -> None:
+        key = (int(self._clock() // MINUTE), method, route)
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = _Cell()
+        cell.count += 1
+        if status >= 500:
+            cell.errors_5xx += 1
+        elif status >= 400:
+            cell.errors_4xx += 1
+        if timed:
+            cell.sketch.add(seconds * 1000)
+        cell.version += 1
+
+    def pending(self) -> list[StatRow]:
+        """The cells changed since they were last written, as rows to write."""
+        return [
+            StatRow(
+                minute,
+                method,
+                route,
+                cell.count,
+                cell.errors_4xx,
+                cell.errors_5xx,
+                cell.sketch.to_json(),
+                cell.version,
+            )
+            for (minute, method, route), cell in self._cells.items()
+            if cell.version != cell.written
+        ]
+
+    def written(self, rows: list[StatRow]) -> None:
+        """These rows are stored: past minutes that changed no further are forgotten."""
+        for row in rows:
+            cell = self._cells.get((row.minute, row.method, row.route))
+            if cell is not None:
+                cell.written = row.version
+        current = int(self._clock() // MINUTE)
+        done = [key for key, cell in self._cells.items() if key[0] < current and cell.version == cell.written]
+        for key in done:
+            del self._cells[key]
