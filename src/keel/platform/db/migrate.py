@@ -25,6 +25,8 @@ SEARCH_OBJECT_PREFIXES = (
     "products_fts",
     "product_search_keys",
     "ix_products_search",
+    # PostgreSQL's stored tsvector columns (migration 0010).
+    "search_vector",
 )
 
 
