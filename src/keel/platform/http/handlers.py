@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,6 +19,9 @@ from starlette.responses import Response
 
 from keel.platform.http.envelope import ErrorItem, error_item, error_response
 from keel.platform.http.errors import KeelError, describe_status
+from keel.platform.http.middleware import database_busy
+
+log = structlog.get_logger("keel.http")
 
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -101,7 +106,13 @@ async def validation_error_handler(_request: Request, exc: Exception) -> Respons
     return error_response(status_code, items)
 
 
+async def pool_timeout_handler(request: Request, _exc: Exception) -> Response:
+    log.warning("db.pool_exhausted", method=request.method, path=request.url.path)
+    return database_busy()
+
+
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KeelError, keel_error_handler)
+    app.add_exception_handler(PoolTimeout, pool_timeout_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

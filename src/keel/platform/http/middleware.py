@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 import structlog
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,6 +54,25 @@ def _security_headers(csp: str, *, document: bool = False) -> list[tuple[bytes, 
         # Isolates the browsing context of HTML pages; meaningless for JSON.
         headers.append((b"cross-origin-opener-policy", b"same-origin"))
     return headers
+
+
+def database_busy() -> Response:
+    """503 for a request that found every database connection busy: the client may
+    retry in a moment."""
+    message = "The service is busy. Retry in a moment."
+    return error_response(503, [error_item(503, message=message)], headers={"Retry-After": "1"})
+
+
+def _failure(error: Exception, scope: Scope) -> Response:
+    """Log an exception no handler took (call it in the ``except`` block, for the
+    traceback) and say how to answer it. Every pooled database connection busy past
+    KEEL_DB_POOL_TIMEOUT (raised outside the routes, e.g. while authenticating) is an
+    overload to retry, not a fault."""
+    if isinstance(error, PoolTimeout):
+        log.warning("db.pool_exhausted", method=scope["method"], path=scope["path"])
+        return database_busy()
+    log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
+    return error_response(500, [error_item(500)])
 
 
 def route_template(scope: Scope) -> str:
@@ -125,11 +145,10 @@ class RequestContextMiddleware:
         self.metrics.started()
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
-            log.exception("http.unhandled_error", method=scope["method"], path=scope["path"])
+        except Exception as error:
+            response = _failure(error, scope)
             if response_started:
                 raise
-            response = error_response(500, [error_item(500)])
             await response(scope, receive, send_with_headers)
         except asyncio.CancelledError:
             if not response_started:
