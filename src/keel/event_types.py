@@ -20,6 +20,9 @@ class EventType(StrEnum):
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
     WEBHOOK_TEST = "webhook.test"
+    ALERT_TRIGGERED = "alert.triggered"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"
+    ALERT_RESOLVED = "alert.resolved"
 
 
 DESCRIPTIONS: dict[EventType, str] = {
@@ -38,4 +41,11 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.JOB_SUCCEEDED: "A job of yours finished; `data` is the job with its result.",
     EventType.JOB_FAILED: "A job of yours failed for good; `data` is the job with its error.",
     EventType.WEBHOOK_TEST: "Sent by `POST /webhooks/{id}/test` to that subscription only.",
+    EventType.ALERT_TRIGGERED: (
+        "An alert opened, or an open one escalated; `data` is the alert (to holders of `alerts:read`)."
+    ),
+    EventType.ALERT_ACKNOWLEDGED: "Someone acknowledged an alert; `data` is the alert.",
+    EventType.ALERT_RESOLVED: (
+        "An alert was resolved, by hand or because its condition cleared; `data` is the alert."
+    ),
 }

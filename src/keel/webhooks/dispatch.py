@@ -63,6 +63,10 @@ async def _sees_user(session: AsyncSession, principal: Principal, event: Event) 
     return principal.is_admin
 
 
+async def _sees_alert(session: AsyncSession, principal: Principal, event: Event) -> bool:
+    return principal.can("alerts:read")
+
+
 # Who may hear of an event, by what it is about, judged when it is dispatched. Events
 # about anything else go to nobody.
 _VISIBILITY: dict[str, Callable[[AsyncSession, Principal, Event], Awaitable[bool]]] = {
@@ -70,6 +74,7 @@ _VISIBILITY: dict[str, Callable[[AsyncSession, Principal, Event], Awaitable[bool
     "folder": _sees_folder,
     "job": _sees_job,
     "user": _sees_user,
+    "alert": _sees_alert,
 }
 
 
