@@ -538,14 +538,25 @@ class SearchResult:
 
 
 def measure_search(
-    client: httpx.Client, server: Server, query: str, *, options: argparse.Namespace, pin: Sequence[str]
+    client: httpx.Client,
+    server: Server,
+    query: str,
+    *,
+    options: argparse.Namespace,
+    pin: Sequence[str],
+    failures: list[str],
 ) -> list[SearchResult]:
     """wrk at one connection (the latency of one search alone) and at
     ``--connections`` (throughput; latency then includes waiting for the server)."""
     token = client.headers["Authorization"].removeprefix("Bearer ")
     params = {"q": query, "per_page": "20"}
     response = client.get("/api/v2/search", params=params)
-    response.raise_for_status()
+    if response.status_code != 200:
+        # Recorded and reported, not raised: the rest of the run still says something.
+        failure = f"search {query!r}: HTTP {response.status_code}"
+        print(f"    {failure}\n{server.log_tail()}", flush=True)
+        failures.append(failure)
+        return []
     hits = int(response.json()["meta"]["pagination"]["total"])
     url = str(httpx.URL(f"{server.base_url}/api/v2/search", params=params))
     results = []
@@ -567,6 +578,7 @@ class BackendResult:
     kinds: list[Processing] = field(default_factory=list)
     corpus: tuple[int, int, float] = (0, 0, 0.0)
     searches: list[SearchResult] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
 
 def run_backend(
@@ -605,7 +617,9 @@ def run_backend(
         documents, chunks, seconds = result.corpus
         print(f"    corpus: {documents} documents, {chunks:,} chunks in {seconds:.1f} s", flush=True)
         for query in (COMMON_QUERY, RARE_QUERY):
-            result.searches.extend(measure_search(client, server, query, options=options, pin=load_pin))
+            result.searches.extend(
+                measure_search(client, server, query, options=options, pin=load_pin, failures=result.failures)
+            )
     return result
 
 
@@ -645,6 +659,7 @@ def report(results: Sequence[BackendResult], skipped: Mapping[str, str], options
                 f"{search.connections:5} {stats.requests_per_sec:8.1f} "
                 f"{stats.p50_ms:8.1f} {stats.p99_ms:8.1f}{note}"
             )
+    lines += [f"{backend.name}: failed: {failure}" for backend in results for failure in backend.failures]
     lines += [f"{name}: skipped, {reason}" for name, reason in skipped.items()]
     return "\n".join(lines)
 
