@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from keel import __version__
 from keel.admin.router import router as admin_router
+from keel.alerts.router import router as alerts_router
 from keel.api_keys.router import router as api_keys_router
 from keel.auth.dependencies import caller_principal, identify_caller
 from keel.auth.router import router as auth_router
@@ -40,6 +41,9 @@ from keel.platform.ratelimit.middleware import RateLimitMiddleware
 from keel.platform.ratelimit.policies import Policies
 from keel.platform.resources import Resources
 from keel.products.router import router as products_router
+from keel.realtime.router import router as realtime_router
+from keel.realtime.router import socket_router as realtime_socket_router
+from keel.realtime.service import RealtimeHub
 from keel.search.router import router as search_router
 from keel.settings import Environment, Settings, load_settings
 from keel.tasks import registry as task_registry
@@ -96,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         flusher = asyncio.create_task(_flush_periodically(access_log))
         stats_writer = asyncio.create_task(_write_stats_periodically(resources, stats))
         worker = InProcessWorker.start(resources, task_registry) if settings.runs_worker_in_process else None
+        # The broker's listener (one per process) and the periodic system_status.
+        app.state.realtime = await RealtimeHub.start(resources)
         log.info(
             "keel.started",
             env=settings.env.value,
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             flusher.cancel()
             stats_writer.cancel()
+            await app.state.realtime.stop()
             await _write_stats(resources, stats)
             if worker is not None:
                 # Running jobs get the shutdown grace to finish, then are released.
@@ -150,6 +157,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache_router,
         search_router,
         documents_router,
+        realtime_router,
+        realtime_socket_router,
+        alerts_router,
     ):
         add_routes(app, router)
     _add_versioned_schemas(app)

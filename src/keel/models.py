@@ -1,5 +1,6 @@
 """Every domain's ORM models, imported so ``Base.metadata`` is complete for Alembic."""
 
+from keel.alerts.models import Alert, AlertRuleState
 from keel.api_keys.models import ApiKey
 from keel.audit.models import AuditLog
 from keel.auth.models import AuthSession, LoginThrottle, RecoveryCode, RefreshToken
@@ -16,6 +17,8 @@ from keel.users.models import User
 from keel.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
+    "Alert",
+    "AlertRuleState",
     "ApiKey",
     "AuditLog",
     "AuthSession",

@@ -307,6 +307,44 @@ class Settings(BaseSettings):
         description="Address-space cap of the extraction subprocess (at least 128: the readers must load).",
     )
 
+    # --- Real time -----------------------------------------------------------------
+    realtime_backend: Literal["memory", "redis", "postgres"] | None = Field(
+        None,
+        description="How WebSocket messages reach every replica. Default: redis with KEEL_REDIS_URL, "
+        "else postgres (LISTEN/NOTIFY) on PostgreSQL, else memory (one process).",
+    )
+    realtime_pg_channel: str = Field(
+        "keel_realtime",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9_]+$",
+        description="The postgres backend's NOTIFY channel (replicas sharing a database share it).",
+    )
+    realtime_ticket_seconds: int = Field(
+        30, ge=1, le=300, description="How long a WebSocket ticket (POST /auth/ws-ticket) can be used."
+    )
+    realtime_status_seconds: float = Field(
+        15.0, ge=0.05, le=3600.0, description="How often system_status is sent to its subscribers."
+    )
+    realtime_send_queue: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Messages queued per WebSocket; a client that falls further behind is closed (1013).",
+    )
+    realtime_max_frame_bytes: int = Field(
+        65_536,
+        ge=128,
+        le=16 * 1024 * 1024,
+        description="Largest client frame; larger closes the socket (1009).",
+    )
+    realtime_max_messages_per_second: int = Field(
+        20, ge=1, le=10_000, description="Client messages per second; more closes the socket (1008)."
+    )
+    realtime_reconnect_max_seconds: float = Field(
+        30.0, ge=0.1, le=600.0, description="Longest pause between the listener's reconnection attempts."
+    )
+
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = Field(
@@ -370,6 +408,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _realtime_backend(self) -> Settings:
+        if self.realtime_backend == "redis" and self.redis_url is None:
+            raise ValueError("KEEL_REALTIME_BACKEND=redis needs KEEL_REDIS_URL")
+        if self.realtime_backend == "postgres" and self.is_sqlite:
+            raise ValueError("KEEL_REALTIME_BACKEND=postgres needs a PostgreSQL KEEL_DATABASE_URL")
+        return self
+
+    @model_validator(mode="after")
     def _admin_bootstrap_pair(self) -> Settings:
         if (self.admin_email is None) != (self.admin_password is None):
             raise ValueError("KEEL_ADMIN_EMAIL and KEEL_ADMIN_PASSWORD must be set together")
@@ -407,6 +453,14 @@ class Settings(BaseSettings):
     @property
     def runs_worker_in_process(self) -> bool:
         return self.is_sqlite if self.worker_in_process is None else self.worker_in_process
+
+    @property
+    def effective_realtime_backend(self) -> str:
+        if self.realtime_backend is not None:
+            return self.realtime_backend
+        if self.redis_url is not None:
+            return "redis"
+        return "memory" if self.is_sqlite else "postgres"
 
     @property
     def caches_reads(self) -> bool:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import keel.models  # noqa: F401 - every table, so a worker's statements resolve foreign keys
+from keel.alerts import tasks as alerts_tasks
 from keel.audit import tasks as audit_tasks
 from keel.auth import tasks as auth_tasks
 from keel.documents import tasks as documents_tasks
@@ -20,6 +21,7 @@ from keel.platform.http import idempotency
 from keel.platform.queue import Job, Status, maintenance
 from keel.platform.queue.registry import registry
 from keel.products import tasks as products_tasks  # noqa: F401 - registers products.export
+from keel.realtime import tasks as realtime_tasks  # noqa: F401 - registers the realtime consumer
 from keel.webhooks import tasks as webhooks_tasks
 
 registry.every(timedelta(minutes=10), idempotency.PURGE_TASK)
@@ -31,6 +33,7 @@ registry.every(timedelta(hours=1), jobs_tasks.PURGE_FILES_TASK)
 registry.every(timedelta(hours=1), webhooks_tasks.PURGE_TASK)
 registry.every(timedelta(hours=1), documents_tasks.SWEEP_UPLOADS_TASK)
 registry.every(timedelta(minutes=10), metrics_tasks.ROLL_UP_TASK)
+registry.every(alerts_tasks.EVERY, alerts_tasks.EVALUATE_TASK)
 # Webhook deliveries keep their HTTP connections open between jobs.
 registry.on_worker_stopped(webhooks_tasks.close_clients)
 

@@ -41,8 +41,8 @@ def a_route() -> str:
     return f"/test/{uuid.uuid4().hex}"
 
 
-def route_stats(summary: dict[str, Any], route: str) -> dict[str, Any]:
-    (found,) = [entry for entry in summary["routes"] if entry["route"] == route]
+def route_stats(summary: dict[str, Any], route: str, method: str = "GET") -> dict[str, Any]:
+    (found,) = [entry for entry in summary["routes"] if (entry["method"], entry["route"]) == (method, route)]
     return dict(found)
 
 
@@ -217,3 +217,36 @@ async def test_an_unknown_period_is_422(client: httpx.AsyncClient, accounts: Acc
     admin = await accounts.create(role=Role.ADMIN)
     response = await client.get(SUMMARY, params={"period": "2h"}, headers=admin.headers)
     assert response.status_code == 422
+
+
+async def test_429_answers_are_counted_apart_merged_across_processes_and_rolled_up(
+    resources: Resources,
+) -> None:
+    route = a_route()
+    clock = Clock(T0 + timedelta(hours=3, minutes=2))
+    first, second = RequestStats("process-a", clock=clock), RequestStats("process-b", clock=clock)
+    for status in (429, 429, 404, 200):
+        first.record("GET", route, status, 0.001)
+    second.record("GET", route, 429, 0.001)
+    await stats_store.flush(resources.db, first)
+    await stats_store.flush(resources.db, second)
+
+    async with resources.db.reader() as session:
+        recent = await stats_store.window(session, T0 + timedelta(hours=3))
+    totals = recent[("GET", route)]
+    assert (totals.count, totals.errors_4xx, totals.rate_limited) == (5, 4, 3)
+
+    async with resources.db.writer() as session:
+        await stats_store.roll_up(session, T0 + timedelta(hours=4, minutes=5), hours=1)
+        await session.commit()
+    async with resources.db.reader() as session:
+        hour = (
+            await session.execute(
+                select(RequestStat.rate_limited).where(
+                    RequestStat.route == route, RequestStat.resolution == HOUR
+                )
+            )
+        ).scalar_one()
+    assert hour == 3
+    summary = await summarise(resources, "24h", T0 + timedelta(hours=4, minutes=5))
+    assert route_stats(summary, route)["rate_limited"] == 3

@@ -15,6 +15,7 @@ class RequestStats(Schema):
     requests_per_second: float = Field(description="`count` over the period's length.")
     error_rate: float = Field(description="Share answered 5xx (0 to 1).")
     client_error_rate: float = Field(description="Share answered 4xx (0 to 1).")
+    rate_limited: int = Field(description="Requests refused with 429 (part of the 4xx).")
     p50_ms: float | None = Field(description="Median latency (ms, within 2%); null without timed requests.")
     p95_ms: float | None
     p99_ms: float | None

@@ -15,6 +15,7 @@ from keel.platform.cache import TotalCache, TTLCache
 from keel.platform.caching import ResourceCache, create_cache
 from keel.platform.db.engine import Database
 from keel.platform.observability.metrics import HTTPMetrics
+from keel.platform.pubsub import Broker, MemoryBroker, open_broker
 from keel.platform.ratelimit import FallbackLimiter, MemoryLimiter, RedisLimiter
 from keel.platform.redis_client import connect_redis
 from keel.platform.security.crypto import SecretBox
@@ -121,6 +122,8 @@ class Resources:
     # Single product and folder reads, per viewer (None when KEEL_CACHE_ENABLED is off).
     cache: ResourceCache | None = None
     started_at: float = field(default_factory=time.monotonic)
+    # Real-time fan-out to every process (its listener runs only in `keel serve`).
+    broker: Broker = field(default_factory=MemoryBroker)
 
     @classmethod
     def open(cls, settings: Settings, metrics: HTTPMetrics) -> Resources:
@@ -135,9 +138,11 @@ class Resources:
             redis=redis,
             limiter=create_limiter(settings, metrics, redis),
             cache=open_cache(settings, redis),
+            broker=open_broker(settings, redis),
         )
 
     async def close(self) -> None:
+        await self.broker.close()
         if self.cache is not None:
             await self.cache.close()
         if self.redis is not None:

@@ -1,10 +1,11 @@
 """Per-minute request statistics of this process, for ``GET /metrics/summary``.
 
 Per route template and method, per wall-clock minute: how many requests, how many
-answered 4xx and 5xx, and a latency sketch (:class:`~.sketch.LatencySketch`, mergeable
-across minutes and processes). Recording is a few dict operations on the request path;
-the cells are written to the database every few seconds by :mod:`.stats_store`, each
-process under its own ``source`` name, and merged when read.
+answered 4xx (of which how many 429) and 5xx, and a latency sketch
+(:class:`~.sketch.LatencySketch`, mergeable across minutes and processes). Recording
+is a few dict operations on the request path; the cells are written to the database
+every few seconds by :mod:`.stats_store`, each process under its own ``source`` name,
+and merged when read.
 
 Responses streamed in several parts (exports, downloads, event streams) are counted but
 not timed: their duration is the client's reading speed, not the server's.
@@ -23,17 +24,20 @@ MINUTE = 60
 
 @dataclass(slots=True)
 class Totals:
-    """Requests, how many answered 4xx and 5xx, and their latencies (ms)."""
+    """Requests, how many answered 4xx and 5xx, and their latencies (ms). ``rate_limited``
+    (429 answers) is a part of ``errors_4xx``, kept apart for the rate-limit alert."""
 
     count: int = 0
     errors_4xx: int = 0
     errors_5xx: int = 0
     sketch: LatencySketch = field(default_factory=LatencySketch)
+    rate_limited: int = 0
 
     def merge(self, other: Totals) -> None:
         self.count += other.count
         self.errors_4xx += other.errors_4xx
         self.errors_5xx += other.errors_5xx
+        self.rate_limited += other.rate_limited
         self.sketch.merge(other.sketch)
 
 
@@ -56,6 +60,7 @@ class StatRow:
     errors_5xx: int
     sketch: dict[str, object]
     version: int
+    rate_limited: int = 0
 
 
 class RequestStats:
@@ -74,6 +79,8 @@ class RequestStats:
             cell.errors_5xx += 1
         elif status >= 400:
             cell.errors_4xx += 1
+            if status == 429:
+                cell.rate_limited += 1
         if timed:
             cell.sketch.add(seconds * 1000)
         cell.version += 1
@@ -90,6 +97,7 @@ class RequestStats:
                 cell.errors_5xx,
                 cell.sketch.to_json(),
                 cell.version,
+                cell.rate_limited,
             )
             for (minute, method, route), cell in self._cells.items()
             if cell.version != cell.written

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Integer, SmallInteger, String, delete, func, select
+from sqlalchemy import JSON, Integer, SmallInteger, String, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -50,6 +50,8 @@ class RequestStat(Base):
     errors_4xx: Mapped[int] = mapped_column(Integer)
     errors_5xx: Mapped[int] = mapped_column(Integer)
     sketch: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Of errors_4xx, the 429 refusals (added by migration 0011).
+    rate_limited: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 def _start(units: int, size: int) -> datetime:
@@ -74,6 +76,7 @@ async def flush(db: Database, stats: RequestStats) -> int:
                     "count": row.count,
                     "errors_4xx": row.errors_4xx,
                     "errors_5xx": row.errors_5xx,
+                    "rate_limited": row.rate_limited,
                     "sketch": row.sketch,
                 }
                 for row in rows
@@ -94,6 +97,7 @@ async def _upsert(session: AsyncSession, values: list[dict[str, Any]]) -> None:
                 "count": excluded.count,
                 "errors_4xx": excluded.errors_4xx,
                 "errors_5xx": excluded.errors_5xx,
+                "rate_limited": excluded.rate_limited,
                 "sketch": excluded.sketch,
             },
         )
@@ -103,7 +107,9 @@ async def _upsert(session: AsyncSession, values: list[dict[str, Any]]) -> None:
 def _merge(rows: Iterable[RequestStat]) -> dict[tuple[str, str], Totals]:
     merged: dict[tuple[str, str], Totals] = {}
     for row in rows:
-        stored = Totals(row.count, row.errors_4xx, row.errors_5xx, LatencySketch.from_json(row.sketch))
+        stored = Totals(
+            row.count, row.errors_4xx, row.errors_5xx, LatencySketch.from_json(row.sketch), row.rate_limited
+        )
         merged.setdefault((row.method, row.route), Totals()).merge(stored)
     return merged
 
@@ -147,8 +153,20 @@ def _hour_row(start: datetime, key: tuple[str, str], totals: Totals) -> dict[str
         "count": totals.count,
         "errors_4xx": totals.errors_4xx,
         "errors_5xx": totals.errors_5xx,
+        "rate_limited": totals.rate_limited,
         "sketch": totals.sketch.to_json(),
     }
+
+
+async def window(session: AsyncSession, since: datetime) -> dict[tuple[str, str], Totals]:
+    """Per (method, route), every process's minutes from the one ``since`` falls in
+    onwards, merged: the recent figures the alert rules watch. Minute rows only, so
+    ``since`` must lie within the last 25 hours."""
+    first_minute = _start(int(since.timestamp() // MINUTE), MINUTE)
+    rows = await session.scalars(
+        select(RequestStat).where(RequestStat.resolution == MINUTE, RequestStat.period_start >= first_minute)
+    )
+    return _merge(rows)
 
 
 async def summary(session: AsyncSession, period: str, now: datetime) -> dict[str, Any]:
@@ -202,6 +220,7 @@ def _render(totals: Totals, seconds: float) -> dict[str, Any]:
         "requests_per_second": round(count / seconds, 6),
         "error_rate": share(totals.errors_5xx),
         "client_error_rate": share(totals.errors_4xx),
+        "rate_limited": totals.rate_limited,
         "p50_ms": percentile(0.5),
         "p95_ms": percentile(0.95),
         "p99_ms": percentile(0.99),
