@@ -22,6 +22,9 @@ def test_the_shipped_common_list_is_large() -> None:
         "zyxwvutsrqpo-but-not-only",
         "Tr0ub4dor&3-extended",
         "1234567890ab",  # a sequence and then not
+        # Digits that are not ASCII ("¹", "²", "②"): str.isdigit() is true, int() refuses.
+        "x¹²³⁴⁵⁶⁷⁸⁹y-strong",
+        "②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬",
     ],
 )
 def test_reasonable_passwords_pass(password: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import secrets
+import string
 from functools import cache
 from importlib import resources
 
@@ -71,7 +72,8 @@ def _is_repetitive(password: str) -> bool:
 
 
 def _step(a: str, b: str) -> int | None:
-    if a.isdigit() and b.isdigit():
+    # ASCII digits only: str.isdigit() is also true of "¹" or "②", which int() refuses.
+    if a in string.digits and b in string.digits:
         return (int(b) - int(a)) % 10 if (int(b) - int(a)) % 10 in (1, 9) else None
     if a.isalpha() and b.isalpha():
         diff = ord(b.lower()) - ord(a.lower())
