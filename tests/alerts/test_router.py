@@ -85,7 +85,7 @@ async def test_moderators_read_an_alert_with_its_context(
     assert data["context"]["thresholds"] == {"WARNING": 10.0, "CRITICAL": 100.0}
 
 
-async def test_unknown_ids_are_404_and_bad_ids_422(
+async def test_unknown_and_malformed_ids_are_404(
     client: httpx.AsyncClient, people: dict[Role, TestUser]
 ) -> None:
     headers = people[Role.ADMIN].headers
@@ -93,7 +93,12 @@ async def test_unknown_ids_are_404_and_bad_ids_422(
         response = await client.request(method, path, headers=headers)
         assert response.status_code == 404
         assert response.json()["errors"][0]["code"] == "NOT_FOUND"
-    assert (await client.get(f"{ALERTS}/not-a-uuid", headers=headers)).status_code == 422
+    # Not an id at all: no such resource, as on every other route (`/alerts/acknowledge`
+    # is not an alert either, so `Allow` on it lists POST only).
+    assert (await client.get(f"{ALERTS}/not-a-uuid", headers=headers)).status_code == 404
+    wrong_method = await client.get(f"{ALERTS}/acknowledge", headers=headers)
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
 
 
 async def test_acknowledge_splits_valid_and_invalid_ids(

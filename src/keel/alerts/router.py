@@ -72,7 +72,7 @@ async def acknowledge_alerts(
 
 
 @router.get(
-    "/{alert_id}",
+    "/{alert_id:uuid}",
     response_model=Envelope[AlertDetail],
     responses=errors({403: "Missing `alerts:read` (admins and moderators).", 404: NOT_FOUND}),
 )
@@ -82,7 +82,7 @@ async def get_alert(alert_id: uuid.UUID, principal: AlertsRead, session: Session
 
 
 @router.post(
-    "/{alert_id}/resolve",
+    "/{alert_id:uuid}/resolve",
     response_model=Envelope[AlertDetail],
     responses=errors(
         {
