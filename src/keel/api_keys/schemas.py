@@ -16,7 +16,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from keel.platform.db.base import utcnow
-from keel.platform.http.envelope import Schema
+from keel.platform.http.envelope import FILLED_LINE_PATTERN, Schema
 from keel.platform.security.permissions import PERMISSIONS
 
 MAX_LIFETIME = timedelta(days=730)
@@ -60,7 +60,9 @@ Scope = Annotated[
     AfterValidator(_known_permission),
     WithJsonSchema({"type": "string", "enum": KNOWN_PERMISSIONS}),
 ]
-KeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+KeyName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=FILLED_LINE_PATTERN)
+]
 
 
 class ApiKeyCreate(Schema):

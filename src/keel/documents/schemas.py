@@ -6,14 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from keel.platform.http.envelope import LINE_PATTERN, Schema
+from keel.platform.http.envelope import FILLED_LINE_PATTERN, LINE_PATTERN, Schema
 from keel.platform.outbound.ssrf import MAX_URL_LENGTH
 
 DocumentStatus = Literal["pending", "processing", "ready", "failed"]
 MAX_TITLE = 200
 
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE, pattern=LINE_PATTERN)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE, pattern=FILLED_LINE_PATTERN),
 ]
 
 

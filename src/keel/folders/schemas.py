@@ -6,10 +6,16 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
-from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
+from keel.platform.http.envelope import (
+    FILLED_LINE_PATTERN,
+    LINE_PATTERN,
+    TEXT_PATTERN,
+    Schema,
+    not_null_in_schema,
+)
 
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=LINE_PATTERN)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=FILLED_LINE_PATTERN)
 ]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
 

@@ -20,7 +20,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from keel.jobs.schemas import AsyncOptions
-from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
+from keel.platform.http.envelope import (
+    FILLED_LINE_PATTERN,
+    LINE_PATTERN,
+    TEXT_PATTERN,
+    Schema,
+    not_null_in_schema,
+)
 from keel.products.currencies import ISO_4217
 
 MAX_PRICE = Decimal("9999999999.99")
@@ -28,14 +34,14 @@ MAX_STOCK = 2_147_483_647
 MAX_TAGS = 10
 
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=LINE_PATTERN)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=FILLED_LINE_PATTERN)
 ]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
 Category = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=LINE_PATTERN)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=FILLED_LINE_PATTERN)
 ]
 Tag = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=LINE_PATTERN)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=FILLED_LINE_PATTERN)
 ]
 
 

@@ -5,10 +5,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from keel.platform.http.envelope import LINE_PATTERN, Schema
+from keel.platform.http.envelope import FILLED_LINE_PATTERN, Schema
 
 SearchText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=LINE_PATTERN)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=FILLED_LINE_PATTERN)
 ]
 SearchType = Literal["chunks", "products"]
 

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from keel.platform.http.envelope import Schema
+from keel.platform.http.envelope import FILLED_LINE_PATTERN, Schema
 from keel.users.models import Plan, Role
 
 # Surrounding spaces are trimmed; the schema says there must be something else.
 FullName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"\S")
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=FILLED_LINE_PATTERN)
 ]
 
 

@@ -16,7 +16,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from keel.event_types import DESCRIPTIONS, EventType
-from keel.platform.http.envelope import LINE_PATTERN, TEXT_PATTERN, Schema, not_null_in_schema
+from keel.platform.http.envelope import (
+    FILLED_LINE_PATTERN,
+    LINE_PATTERN,
+    TEXT_PATTERN,
+    Schema,
+    not_null_in_schema,
+)
 from keel.webhooks.models import DeliveryStatus
 
 WILDCARD = "*"
@@ -25,7 +31,7 @@ DEFAULT_TIMEOUT_SECONDS = 10
 EVENT_NAMES = (*(event.value for event in EventType), WILDCARD)
 
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=LINE_PATTERN)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=FILLED_LINE_PATTERN)
 ]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
 Url = Annotated[

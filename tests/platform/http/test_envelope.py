@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
+from typing import Annotated
+
+import pytest
+from pydantic import StringConstraints, ValidationError
 
 from keel.platform.http.context import request_id_var
-from keel.platform.http.envelope import Envelope, ErrorEnvelope, Link, Schema, error_body, error_item, ok
+from keel.platform.http.envelope import (
+    FILLED_LINE_PATTERN,
+    Envelope,
+    ErrorEnvelope,
+    Link,
+    Schema,
+    error_body,
+    error_item,
+    ok,
+)
 from keel.platform.http.handlers import field_path, validation_items
 
 
@@ -92,3 +106,26 @@ def test_validation_problems_never_echo_the_input() -> None:
     )
     assert status == 422
     assert "hunter2" not in items[0].model_dump_json()
+
+
+class Named(Schema):
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=10, pattern=FILLED_LINE_PATTERN),
+    ]
+
+
+# Blank to Python's strip() (U+0085), to the JSON Schema regex \s (U+FEFF, U+3000), or a
+# C1 control: refused, so the schema and the API agree on what is blank.
+@pytest.mark.parametrize("blank", ["", "   ", "\u00a0", "\x85", "\ufeff", " \u3000 ", "\x80", "\u2028"])
+def test_a_required_line_refuses_every_kind_of_blank(blank: str) -> None:
+    with pytest.raises(ValidationError):
+        Named(name=blank)
+    assert re.fullmatch(FILLED_LINE_PATTERN, blank) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [(" café ", "café"), ("\ufeffx", "\ufeffx"), ("a\u00a0b", "a\u00a0b")]
+)
+def test_a_required_line_keeps_text_around_blanks(given: str, kept: str) -> None:
+    assert Named(name=given).name == kept

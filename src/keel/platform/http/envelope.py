@@ -34,6 +34,13 @@ class Schema(BaseModel):
 # newlines allowed. PostgreSQL refuses NUL in text, and no other control belongs there.
 LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+# A required line (stripped, at least one character): a line with one character that is
+# blank to no one. Blank counts Python's whitespace (what strip_whitespace removes before
+# min_length is checked: U+0085 among it), the JSON Schema regex's \s (ECMAScript: U+FEFF
+# among it) and C1 controls, so a value the schema allows is never stripped to nothing,
+# and one the API refuses for blankness the schema refuses too.
+_BLANK = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+FILLED_LINE_PATTERN = rf"^[^\x00-\x1f\x7f]*[^{_BLANK}][^\x00-\x1f\x7f]*$"
 
 
 def not_null_in_schema(schema: dict[str, Any]) -> None:
