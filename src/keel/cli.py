@@ -94,6 +94,9 @@ def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=30,
+        # The WebSocket frame cap, enforced by the protocol before a frame is buffered
+        # (1009), not only by the route after it arrived.
+        ws_max_size=settings.realtime_max_frame_bytes,
     )
 
 
