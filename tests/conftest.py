@@ -68,6 +68,9 @@ def make_settings(**overrides: Any) -> Settings:
         "log_level": "INFO",
         "_env_file": None,
         "worker_in_process": False,
+        # Statistics are flushed by the tests that read them; a background flush would
+        # only contend for SQLite's write lock with the tests' own writes.
+        "metrics_flush_seconds": 60,
         **LIMITS_OUT_OF_REACH,
     }
     values.update(overrides)

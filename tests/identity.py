@@ -58,7 +58,9 @@ class Accounts:
         login: bool = True,
     ) -> TestUser:
         email = email or unique_email(role.value)
-        async with self.resources.db.sessionmaker() as session:
+        # writer(): on SQLite the transaction holds the write lock from its start, so a
+        # background write (the statistics flush) cannot make its insert fail as locked.
+        async with self.resources.db.writer() as session:
             user = await users.create(
                 session,
                 self.resources.security.passwords,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -12,9 +13,18 @@ from websockets.exceptions import InvalidStatus
 
 from keel.platform.pubsub import RedisBroker
 from keel.users.models import Role
+from tests import services
 from tests.identity import TestUser
 from tests.platform.pubsub.helpers import kill_redis_client
-from tests.realtime.conftest import ALLOWED_ORIGIN, Served, StalledClient, close_code, receive_type
+from tests.realtime.conftest import (
+    ALLOWED_ORIGIN,
+    REALTIME_TEST_SETTINGS,
+    Served,
+    StalledClient,
+    close_code,
+    receive_type,
+    serving,
+)
 
 
 async def assert_refused(url: str, **kwargs: object) -> None:
@@ -180,16 +190,28 @@ async def test_a_slow_client_is_closed_while_others_get_everything(
         assert await slow.close_code() == 1013
 
 
-async def test_a_broker_reconnection_tells_sockets_to_resync(served: Served, moderator: TestUser) -> None:
-    broker = served.resources.broker
-    if not isinstance(broker, RedisBroker) or served.resources.redis is None:
-        pytest.skip("the memory broker (embedded mode) has no connection to lose")
-    async with await served.connect(moderator) as ws:
-        await ws.send('{"type": "ping"}')
-        await receive_type(ws, "pong")
-        await kill_redis_client(served.resources.redis, broker.connection_name)
-        message = await receive_type(ws, "resync", within=5.0)
-        assert message["data"] == {"reason": "reconnected"}
-        # And alerts flow again afterwards.
-        await served.resources.broker.publish("alerts", b'{"type":"alert","data":{"id":"after"}}')
-        assert (await receive_type(ws, "alert"))["data"]["id"] == "after"
+async def test_a_broker_reconnection_tells_sockets_to_resync(
+    backend_settings: dict[str, Any], redis_url: str
+) -> None:
+    # A Redis broker on either database backend: the memory broker has no connection to lose.
+    settings = {
+        **backend_settings,
+        **REALTIME_TEST_SETTINGS,
+        "redis_url": redis_url,
+        "redis_key_prefix": services.REDIS_PREFIX,
+        "realtime_backend": "redis",
+    }
+    async with serving(settings) as served:
+        broker = served.resources.broker
+        assert isinstance(broker, RedisBroker)
+        assert served.resources.redis is not None
+        moderator = await served.accounts.create(role=Role.MODERATOR)
+        async with await served.connect(moderator) as ws:
+            await ws.send('{"type": "ping"}')
+            await receive_type(ws, "pong")
+            await kill_redis_client(served.resources.redis, broker.connection_name)
+            message = await receive_type(ws, "resync", within=5.0)
+            assert message["data"] == {"reason": "reconnected"}
+            # And alerts flow again afterwards.
+            await broker.publish("alerts", b'{"type":"alert","data":{"id":"after"}}')
+            assert (await receive_type(ws, "alert"))["data"]["id"] == "after"
