@@ -216,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log=access_log,
         trusted_proxies=settings.trusted_proxy_networks,
         hsts=settings.hsts,
+        record_metrics=settings.request_metrics,
     )
     app.add_middleware(
         VersionMiddleware,

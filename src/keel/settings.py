@@ -353,6 +353,13 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="When set, GET /metrics requires `Authorization: Bearer <token>`."
     )
+    request_metrics: bool = Field(
+        True,
+        description=(
+            "Record every request in the Prometheus metrics and the request statistics "
+            "(GET /metrics/summary, latency and error alerts). Off only to measure what it costs."
+        ),
+    )
     metrics_flush_seconds: float = Field(
         10.0,
         ge=0.5,

@@ -58,3 +58,19 @@ async def test_metrics_token_is_enforced_when_configured(client_with: ClientFact
     assert wrong.status_code == 401
     assert right.status_code == 200
     assert "keel_http_requests_total" in right.text
+
+
+async def test_made_up_methods_share_one_series(client: httpx.AsyncClient) -> None:
+    for index in range(4):
+        await client.request(f"BREW{index}", "/health")
+    text = (await client.get("/metrics")).text
+    assert "BREW" not in text
+    assert (sample(text, "keel_http_requests_total", method="OTHER", route="/health") or 0) >= 4
+
+
+async def test_recording_can_be_switched_off(client_with: ClientFactory) -> None:
+    async with client_with(request_metrics=False) as client:
+        for _ in range(3):
+            assert (await client.get("/health")).status_code == 200
+        text = (await client.get("/metrics")).text
+    assert sample(text, "keel_http_requests_total", route="/health") is None

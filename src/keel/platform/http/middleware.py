@@ -40,6 +40,10 @@ DOCS_CSP = (
 HSTS_VALUE = b"max-age=63072000; includeSubDomains"
 # nginx's convention for "the client went away before a response": not a server error.
 CLIENT_CLOSED_REQUEST = 499
+# Methods recorded under their own name in the metrics; uvicorn accepts any token as a
+# method, and each made-up one would otherwise add a series per route.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 
 def _security_headers(csp: str, *, document: bool = False) -> list[tuple[bytes, bytes]]:
@@ -97,10 +101,12 @@ class RequestContextMiddleware:
         access_log: AccessLog,
         trusted_proxies: tuple[IPNetwork, ...] = (),
         hsts: bool = False,
+        record_metrics: bool = True,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.stats = stats
+        self.record_metrics = record_metrics
         self.access_log = access_log
         self.trusted_proxies = trusted_proxies
         self.hsts = hsts
@@ -142,7 +148,8 @@ class RequestContextMiddleware:
                 streamed = True
             await send(message)
 
-        self.metrics.started()
+        if self.record_metrics:
+            self.metrics.started()
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception as error:
@@ -157,8 +164,10 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started_at
             route = route_template(scope)
-            self.metrics.finished(scope["method"], route, status, duration)
-            self.stats.record(scope["method"], route, status, duration, timed=not streamed)
+            if self.record_metrics:
+                method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+                self.metrics.finished(method, route, status, duration)
+                self.stats.record(method, route, status, duration, timed=not streamed)
             self.access_log(
                 scope["method"],
                 route,
