@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -127,7 +128,7 @@ class RequestContextMiddleware:
         request_id = accept_request_id(incoming_id)
         id_token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
-        client_ip = state["client_ip"] = resolve_client_ip(scope, self.trusted_proxies)
+        state["client_ip"] = resolve_client_ip(scope, self.trusted_proxies)
 
         extra_headers = [(b"x-request-id", request_id.encode())]
         extra_headers += self.docs_headers if scope["path"] in DOCS_PATHS else self.api_headers
@@ -162,22 +163,27 @@ class RequestContextMiddleware:
                 status = CLIENT_CLOSED_REQUEST
             raise
         finally:
-            duration = time.perf_counter() - started_at
-            route = route_template(scope)
-            if self.record_metrics:
-                method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-                self.metrics.finished(method, route, status, duration)
-                self.stats.record(method, route, status, duration, timed=not streamed)
-            self.access_log(
-                scope["method"],
-                route,
-                scope["path"],
-                status,
-                round(duration * 1000, 3),
-                client_ip,
-                state.get("principal"),
-            )
+            self._finished(scope, state, status, time.perf_counter() - started_at, streamed=streamed)
             request_id_var.reset(id_token)
+
+    def _finished(
+        self, scope: Scope, state: dict[str, Any], status: int, duration: float, *, streamed: bool
+    ) -> None:
+        """Metrics and the access log of a request that has ended."""
+        route = route_template(scope)
+        if self.record_metrics:
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+            self.metrics.finished(method, route, status, duration)
+            self.stats.record(method, route, status, duration, timed=not streamed)
+        self.access_log(
+            scope["method"],
+            route,
+            scope["path"],
+            status,
+            round(duration * 1000, 3),
+            state["client_ip"],
+            state.get("principal"),
+        )
 
 
 _VERSION_PREFIXES = (V1_PREFIX + "/", V2_PREFIX + "/")
