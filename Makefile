@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint fmt typecheck bench bench-queue bench-documents openapi clean
+.PHONY: install run test test-fast lint fmt typecheck bench bench-queue bench-documents bench-live openapi clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -43,15 +43,19 @@ test-fast: install
 	$(BIN)/pytest -x -q $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
-	$(BIN)/python bench/jobs_bench.py
-	$(BIN)/python bench/documents_bench.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.jobs_bench
+	$(BIN)/python -m bench.documents_bench
+	$(BIN)/python -m bench.live_bench
 
 bench-queue: install
-	$(BIN)/python bench/jobs_bench.py $(BENCH_QUEUE_ARGS)
+	$(BIN)/python -m bench.jobs_bench $(BENCH_QUEUE_ARGS)
 
 bench-documents: install
-	$(BIN)/python bench/documents_bench.py $(BENCH_DOCUMENTS_ARGS)
+	$(BIN)/python -m bench.documents_bench $(BENCH_DOCUMENTS_ARGS)
+
+bench-live: install
+	$(BIN)/python -m bench.live_bench $(BENCH_LIVE_ARGS)
 
 openapi: install
 	@$(BIN)/keel openapi

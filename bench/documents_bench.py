@@ -30,24 +30,17 @@ applied at startup. A user is registered and logged in through the API; then:
 The server is pinned to CPU 0 and wrk to CPU 1 (``taskset``) when both are available,
 as in ``make bench``. Only 127.0.0.1 is contacted.
 
-    .venv/bin/python bench/documents_bench.py [--backends sqlite,postgres] [--quick]
+    .venv/bin/python -m bench.documents_bench [--backends sqlite,postgres] [--quick]
                                               [--pdf-mb MB] [--connections N]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import os
 import random
-import re
 import secrets
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,26 +48,40 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import asyncpg
 import httpx
+from tests.documents.files import pdf_pages
 
-HOST = "127.0.0.1"
-POSTGRES_ADMIN = {"host": HOST, "port": 5432, "user": "postgres", "database": "postgres"}
-REDIS_PORT = 6379
+from bench.common import (
+    HOST,
+    REDIS_PORT,
+    WARMUP_SECONDS,
+    Backend,
+    BenchError,
+    ServerProcess,
+    WrkStats,
+    bench_email,
+    cpu_pinning,
+    free_port,
+    keel_env,
+    keel_serve_argv,
+    parse_wrk,
+    postgres_backend,
+    postgres_unavailable,
+    redis_answers,
+    register,
+    run_wrk,
+    sqlite_backend,
+    tail,
+    wrk_missing,
+)
+
 MB = 1_000_000
-# Per-minute budget of every rate-limit tier: never reached in a run.
-BUDGET = "1000000"
 PASSWORD = "Correct-Horse-Battery-42"
-READY_TIMEOUT_SECONDS = 90.0
-STOP_TIMEOUT_SECONDS = 10.0
 PROCESSING_TIMEOUT_SECONDS = 600.0
 FALLBACK_PDF_MB = 2.0
 TEXT_MB = 1.0
-WARMUP_SECONDS = 2
-SERVER_CPU = "0"
-LOAD_CPU = "1"
 COMMON_QUERY = "market system"
 RARE_QUERY = "zeppelin"
 
@@ -157,35 +164,6 @@ class EnglishLike:
         return "\n\n".join(paragraphs) + "\n"
 
 
-def pdf_document(pages: Sequence[bytes]) -> bytes:
-    """A PDF with one page per content stream, in Helvetica, with a correct
-    cross-reference table. The header comment carries 16 hex digits that
-    :func:`unique` replaces, so copies differ without moving any offset."""
-    first_page = 4  # 1 catalog, 2 page tree, 3 font; then per page: page, contents
-    kids = b" ".join(b"%d 0 R" % (first_page + 2 * index) for index in range(len(pages)))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for index, content in enumerate(pages):
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
-            b" /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (first_page + 2 * index + 1)
-        )
-        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
-    out = bytearray(b"%PDF-1.4\n%" + b"0" * 16 + b"\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def text_pdf(size: int, seed: int) -> bytes:
     """A PDF of about ``size`` bytes: pages of 60 lines of prose each."""
     prose = EnglishLike(seed)
@@ -206,7 +184,8 @@ def text_pdf(size: int, seed: int) -> bytes:
                     break
         line.append(word)
         length += len(word) + 1
-    return pdf_document(pages)
+    # 16 hex digits in the header comment, which :func:`unique` replaces.
+    return pdf_pages(pages, comment=b"0" * 16)
 
 
 def unique(pdf: bytes) -> bytes:
@@ -214,84 +193,12 @@ def unique(pdf: bytes) -> bytes:
     return pdf[:10] + secrets.token_hex(8).encode() + pdf[26:]
 
 
-# --- Backends and the server ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    database_url: str
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-async def _postgres_admin(statement: str) -> None:
-    connection = await asyncpg.connect(**POSTGRES_ADMIN, timeout=3)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-def postgres_unavailable() -> str | None:
-    """Why PostgreSQL cannot be used, or None."""
-    try:
-        asyncio.run(_postgres_admin("SELECT 1"))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        return f"not reachable at {HOST}:5432 as postgres ({type(exc).__name__}: {exc})"
-    return None
-
-
-def redis_answers() -> bool:
-    try:
-        with socket.create_connection((HOST, REDIS_PORT), timeout=1.0) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def sqlite_backend(workdir: Path) -> Iterator[Backend]:
-    yield Backend("sqlite", f"sqlite+aiosqlite:///{workdir / 'keel.db'}")
-
-
-@contextlib.contextmanager
-def postgres_backend() -> Iterator[Backend]:
-    name = f"keel_benchd_{secrets.token_hex(4)}"
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-    env = {}
-    if redis_answers():
-        env = {"KEEL_REDIS_URL": f"redis://{HOST}:{REDIS_PORT}/0", "KEEL_REDIS_KEY_PREFIX": f"{name}:"}
-    else:
-        print(f"  postgres: Redis at {HOST}:{REDIS_PORT} does not answer; running without it", flush=True)
-    try:
-        yield Backend("postgres", f"postgresql+asyncpg://postgres@{HOST}:5432/{name}", env)
-    finally:
-        try:
-            asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            print(f"warning: could not drop database {name}: {exc}", file=sys.stderr, flush=True)
-
-
-def pinning() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``taskset -c 0`` for the server and ``-c 1`` for wrk, when the machine allows it."""
-    taskset = shutil.which("taskset")
-    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    if taskset is None or not {int(SERVER_CPU), int(LOAD_CPU)} <= available:
-        print("warning: server and wrk are not pinned to CPUs, results are noisier", flush=True)
-        return (), ()
-    return (taskset, "-c", SERVER_CPU), (taskset, "-c", LOAD_CPU)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+# --- The server ----------------------------------------------------------------------
 
 
 class Server:
-    """``keel serve`` in its own session (so its extraction children stop with it)."""
+    """``keel serve`` with its in-process job worker, in its own session (so its
+    extraction children stop with it)."""
 
     def __init__(self, backend: Backend, workdir: Path, pin: Sequence[str]) -> None:
         self.port = free_port()
@@ -299,84 +206,37 @@ class Server:
         self.log = workdir / f"{backend.name}-serve.log"
         storage = workdir / f"{backend.name}-storage"
         storage.mkdir()
-        env = {key: value for key, value in os.environ.items() if not key.startswith("KEEL_")}
+        env = keel_env(backend, secrets.token_urlsafe(48))
         env.update(
-            KEEL_ENV="production",
-            KEEL_SECRET_KEY=secrets.token_urlsafe(48),
-            KEEL_DATABASE_URL=backend.database_url,
             KEEL_AUTO_MIGRATE="true",
             KEEL_WORKER_IN_PROCESS="true",
             KEEL_STORAGE_DIR=str(storage),
             KEEL_LOG_LEVEL="WARNING",
-            KEEL_LOG_FORMAT="json",
-            KEEL_RATE_LIMIT_ANONYMOUS_PER_MINUTE=BUDGET,
-            KEEL_RATE_LIMIT_USER_PER_MINUTE=BUDGET,
-            KEEL_RATE_LIMIT_ADMIN_PER_MINUTE=BUDGET,
             KEEL_QUOTA_PRODUCTS_FREE="0",
-            **backend.env,
         )
-        keel = Path(sys.executable).parent / "keel"
-        self.argv = [*pin, str(keel if keel.exists() else "keel"), "serve", "--host", HOST]
-        self.argv += ["--port", str(self.port)]
-        self.env = env
-        self.cwd = workdir  # outside the repository: no .env file is read
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        # Outside the repository: no .env file is read.
+        self.process = ServerProcess(
+            "keel serve", [*pin, *keel_serve_argv(self.port)], env, workdir, self.log
+        )
 
     def __enter__(self) -> Server:
-        self._log_file = self.log.open("ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._wait_ready()
+        self.process.start()
+        try:
+            self.process.wait_ready(f"{self.base_url}/health")
+        except BenchError as exc:
+            self.process.stop()
+            raise SystemExit(str(exc)) from None
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if self._log_file is not None:
-            self._log_file.close()
-
-    def _wait_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"keel serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/health", timeout=2.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise SystemExit(f"keel serve not ready after {READY_TIMEOUT_SECONDS:.0f} s:\n{self.log_tail()}")
+        self.process.stop()
 
     def log_tail(self, lines: int = 20) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log, lines)
 
 
 def login(client: httpx.Client) -> str:
-    email = f"bench-{secrets.token_hex(4)}@example.com"
-    client.post(
-        "/api/v2/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Bench"}
-    ).raise_for_status()
-    response = client.post("/api/v2/auth/login", json={"email": email, "password": PASSWORD})
-    response.raise_for_status()
-    token: str = response.json()["data"]["access_token"]
-    return token
+    return register(client, bench_email(), PASSWORD)
 
 
 # --- Measurements --------------------------------------------------------------------
@@ -482,51 +342,14 @@ def build_corpus(client: httpx.Client, chunks: int, seed: int) -> tuple[int, int
     return documents, total, time.perf_counter() - started
 
 
-@dataclass(frozen=True)
-class WrkStats:
-    requests_per_sec: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    socket_errors: int
-
-
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def parse_wrk(output: str) -> WrkStats:
-    """Requests/s, p50 and p99 (ms) and non-2xx/3xx count from ``wrk --latency`` output."""
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    percentiles = {
-        float(pct): float(value) * _UNIT_MS[unit]
-        for pct, value, unit in re.findall(
-            r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE
-        )
-    }
-    if rps is None or 50.0 not in percentiles or 99.0 not in percentiles:
-        raise SystemExit(f"unexpected wrk output:\n{output}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    requests = re.search(r"^\s*(\d+) requests in ", output, re.MULTILINE)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    return WrkStats(
-        requests_per_sec=float(rps.group(1)),
-        p50_ms=percentiles[50.0],
-        p99_ms=percentiles[99.0],
-        requests=int(requests.group(1)) if requests else 0,
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(count) for count in sockets.groups()) if sockets else 0,
-    )
-
-
-def wrk(url: str, token: str, seconds: int, connections: int, pin: Sequence[str]) -> str:
+def wrk(url: str, token: str, seconds: int, connections: int, pin: Sequence[str]) -> WrkStats:
     # A 30 s timeout (wrk's default is 2 s), so slow searches are measured, not dropped.
-    argv = [*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency"]
-    argv += ["-H", f"Authorization: Bearer {token}", url]
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if completed.returncode != 0:
-        raise SystemExit(f"wrk exited with {completed.returncode}: {completed.stderr.strip()}")
-    return completed.stdout
+    headers = [("Authorization", f"Bearer {token}")]
+    try:
+        output = run_wrk(url, headers, seconds=seconds, connections=connections, pin=pin, timeout="30s")
+        return parse_wrk(output)
+    except (BenchError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -562,7 +385,7 @@ def measure_search(
     results = []
     for connections in sorted({1, options.connections}):
         wrk(url, token, WARMUP_SECONDS, connections, pin)
-        stats = parse_wrk(wrk(url, token, options.duration, connections, pin))
+        stats = wrk(url, token, options.duration, connections, pin)
         print(
             f"    search {query!r} ({hits:,} hits) -c{connections}: {stats.requests_per_sec:8.1f} req/s, "
             f"p50 {stats.p50_ms:7.1f} ms, p99 {stats.p99_ms:7.1f} ms",
@@ -649,8 +472,8 @@ def report(results: Sequence[BackendResult], skipped: Mapping[str, str], options
         for search in backend.searches:
             stats = search.stats
             notes = [f"{stats.requests} requests"]
-            if stats.non_2xx:
-                notes.append(f"{stats.non_2xx} non-2xx")
+            if stats.non_2xx_3xx:
+                notes.append(f"{stats.non_2xx_3xx} non-2xx")
             if stats.socket_errors:
                 notes.append(f"{stats.socket_errors} socket errors/timeouts")
             note = "  " + ", ".join(notes)
@@ -690,14 +513,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def postgres() -> Iterator[Backend]:
+    """A fresh PostgreSQL database, with Redis when it answers (as ``make bench``)."""
+    redis = redis_answers() is None
+    if not redis:
+        print(f"  postgres: Redis at {HOST}:{REDIS_PORT} does not answer; running without it", flush=True)
+    with postgres_backend("keel_benchd", redis=redis) as backend:
+        yield backend
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench: wrk is not installed (apt-get install wrk / brew install wrk)", file=sys.stderr)
+    missing = wrk_missing()
+    if missing is not None:
+        print(f"bench: {missing}", file=sys.stderr)
         return 2
     if options.quick:
         print("quick run: fewer uploads, a 2,000-chunk corpus and 3 s wrk runs", flush=True)
-    pins = pinning()
+    pinning = cpu_pinning()
+    if pinning.note:
+        print("warning: server and wrk are not pinned to CPUs, results are noisier", flush=True)
+    pins = (pinning.server, pinning.load)
     results: list[BackendResult] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="keel-benchd-") as tmp:
@@ -708,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"postgres: skipped, {reason}", flush=True)
                 continue
             print(f"{name}:", flush=True)
-            backend_cm = postgres_backend() if name == "postgres" else sqlite_backend(workdir)
+            backend_cm = postgres() if name == "postgres" else sqlite_backend(workdir, "keel.db")
             with backend_cm as backend:
                 results.append(run_backend(backend, options, workdir, pins))
     print()

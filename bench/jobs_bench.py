@@ -11,7 +11,7 @@ on 127.0.0.1 (this process, answering 204), N events emitted in batches, timed u
 the receiver has N signed POSTs (each event is a dispatch job, then a delivery job and
 an HTTP request).
 
-    .venv/bin/python bench/jobs_bench.py [--jobs N] [--deliveries N] [--backends sqlite,postgres]
+    .venv/bin/python -m bench.jobs_bench [--jobs N] [--deliveries N] [--backends sqlite,postgres]
                                          [--concurrency C]
 """
 
@@ -30,51 +30,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import delete, func, select, text
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.common import migrate, postgres_backend, postgres_unavailable, sqlite_backend
+
 # Shared by this process and the workers: webhook secrets are sealed with it.
 SECRET_KEY = secrets.token_urlsafe(48)
 
 
 @contextmanager
-def sqlite_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="keel-benchq-") as workdir:
-        yield f"sqlite+aiosqlite:///{workdir}/keel.db"
-
-
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    name = f"keel_benchq_{secrets.token_hex(4)}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def postgres_unavailable() -> str | None:
-    """Why PostgreSQL cannot be used, or None."""
-
-    async def ping() -> None:
-        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
-        await connection.close()
-
-    try:
-        asyncio.run(ping())
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        return f"not reachable at 127.0.0.1:5432 ({type(exc).__name__})"
-    return None
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    """The URL of a fresh database: a SQLite file in ``workdir``, or a PostgreSQL
+    database that is dropped afterwards."""
+    with (
+        sqlite_backend(workdir, "keel.db")
+        if backend == "sqlite"
+        else postgres_backend("keel_benchq", redis=False) as created
+    ):
+        yield created.database_url
 
 
 def start_workers(url: str, count: int, concurrency: int, logdir: Path) -> list[subprocess.Popen[bytes]]:
@@ -262,18 +235,6 @@ async def deliveries_once(url: str, deliveries: int) -> float:
         await resources.close()
 
 
-async def migrate(url: str) -> None:
-    from keel.platform.db.engine import create_engine
-    from keel.platform.db.migrate import upgrade
-    from keel.settings import Settings
-
-    engine = create_engine(Settings(env="test", database_url=url, _env_file=None))
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -290,8 +251,8 @@ def main() -> None:
             print(f"postgres  skipped: {reason}", flush=True)
             continue
         with (
-            sqlite_url() if backend == "sqlite" else postgres_url() as url,
-            tempfile.TemporaryDirectory() as logs,
+            tempfile.TemporaryDirectory(prefix="keel-benchq-") as logs,
+            database(backend, Path(logs)) as url,
         ):
             asyncio.run(migrate(url))
             for workers in (1, 2):

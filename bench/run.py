@@ -6,7 +6,7 @@ Every scenario gets a short warm-up, then the scenarios run round-robin for seve
 rounds; medians are printed as a table and written to ``bench/results/latest.json``.
 Only 127.0.0.1 is ever contacted.
 
-    .venv/bin/python bench/run.py [--duration S] [--rounds N] [--connections N]
+    .venv/bin/python -m bench.run [--duration S] [--rounds N] [--connections N]
                                   [--backends sqlite,postgres] [--quick]
                                   [--only SUBSTRING ...]
 
@@ -36,56 +36,65 @@ baseline="ref GET /items (JWT, 20 rows)")``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
-import asyncpg
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_PATH = REPO_ROOT / "bench" / "results" / "latest.json"
-HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_USER = "postgres"
-REDIS_PORT = 6379
+from bench.common import (
+    HOST,
+    REPO_ROOT,
+    WARMUP_SECONDS,
+    Backend,
+    BenchError,
+    Pinning,
+    ServerProcess,
+    Terminated,
+    WrkStats,
+    base_env,
+    bench_email,
+    cpu_pinning,
+    format_table,
+    free_port,
+    keel_env,
+    keel_executable,
+    keel_serve_argv,
+    parse_wrk,
+    postgres_backend,
+    postgres_unavailable,
+    redis_answers,
+    register,
+    run_wrk,
+    sqlite_backend,
+    stop_servers_on_signals,
+    wrk_missing,
+)
 
-WARMUP_SECONDS = 2
+RESULTS_PATH = REPO_ROOT / "bench" / "results" / "latest.json"
+
 DEFAULT_SECONDS = 8
 DEFAULT_ROUNDS = 4
 QUICK_SECONDS = 3
 DEFAULT_CONNECTIONS = 32
-READY_TIMEOUT_SECONDS = 90.0
-STOP_TIMEOUT_SECONDS = 10.0
 SEED_PRODUCTS = 10_000
 SEED_TIMEOUT_SECONDS = 600
-SERVER_CPU = "0"
-LOAD_CPU = "1"
 ALL_BACKENDS = ("sqlite", "postgres")
-# Per-minute budget of every Keel rate-limit tier: never reached in a run (the limiter
-# still counts each request, so its cost is measured, but it never answers 429).
-KEEL_BENCH_BUDGET = "1000000"
 
 
 # --- What to measure -----------------------------------------------------------------
@@ -310,257 +319,6 @@ class Result:
         return not self.notes
 
 
-@dataclass(frozen=True)
-class WrkStats:
-    requests_per_sec: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx_3xx: int
-    socket_errors: int
-
-
-_TIME_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-_RPS_RE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
-_PERCENTILE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
-_REQUESTS_RE = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
-_NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_SOCKET_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-
-
-def to_ms(value: str, unit: str) -> float:
-    return float(value) * _TIME_UNIT_MS[unit]
-
-
-def parse_wrk(output: str) -> WrkStats:
-    """Requests/s, p50/p99 (ms) and error counts from ``wrk --latency`` output."""
-    rps = _RPS_RE.search(output)
-    if rps is None:
-        raise ValueError("no 'Requests/sec' line in wrk output")
-    percentiles = {float(pct): to_ms(value, unit) for pct, value, unit in _PERCENTILE_RE.findall(output)}
-    if 50.0 not in percentiles or 99.0 not in percentiles:
-        raise ValueError("no 50%/99% latency distribution in wrk output (was --latency passed?)")
-    requests = _REQUESTS_RE.search(output)
-    non_2xx = _NON_2XX_RE.search(output)
-    sockets = _SOCKET_RE.search(output)
-    return WrkStats(
-        requests_per_sec=float(rps.group(1)),
-        p50_ms=percentiles[50.0],
-        p99_ms=percentiles[99.0],
-        requests=int(requests.group(1)) if requests else 0,
-        non_2xx_3xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(count) for count in sockets.groups()) if sockets else 0,
-    )
-
-
-# --- Process and CPU plumbing --------------------------------------------------------
-
-
-class BenchError(Exception):
-    """A server or a tool failed; the message says what to look at."""
-
-
-class Terminated(BaseException):
-    """SIGTERM/SIGHUP arrived: unwind like Ctrl-C so every server is stopped."""
-
-
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise Terminated(signal.Signals(signum).name)
-
-
-@dataclass(frozen=True)
-class Pinning:
-    server: tuple[str, ...]
-    load: tuple[str, ...]
-    note: str | None
-
-
-def cpu_pinning() -> Pinning:
-    """``taskset -c 0`` for servers and ``-c 1`` for wrk, when the machine allows it."""
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        return Pinning((), (), "taskset not found: servers and wrk are not pinned, results are noisier")
-    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    if not {int(SERVER_CPU), int(LOAD_CPU)} <= available:
-        return Pinning((), (), f"CPUs {SERVER_CPU} and {LOAD_CPU} are not both available: not pinned")
-    return Pinning((taskset, "-c", SERVER_CPU), (taskset, "-c", LOAD_CPU), None)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class ServerProcess:
-    """A server in its own session, so the whole process group can be stopped."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log: Path) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.cwd = cwd
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
-
-    def start(self) -> None:
-        self._log_file = self.log.open("ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def _signal(self, signum: signal.Signals) -> None:
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signum)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s (or at once on a second Ctrl-C)."""
-        process = self.process
-        try:
-            if process is None:
-                return
-            if process.poll() is None:
-                self._signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=STOP_TIMEOUT_SECONDS)
-                except subprocess.TimeoutExpired:
-                    print(
-                        f"  {self.name} did not stop within {STOP_TIMEOUT_SECONDS:.0f} s: killing it",
-                        flush=True,
-                    )
-                    self._signal(signal.SIGKILL)
-                    process.wait()
-                except (KeyboardInterrupt, Terminated):
-                    self._signal(signal.SIGKILL)
-                    process.wait()
-                    raise
-        finally:
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
-
-    def wait_ready(self, url: str) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        last_error = "no answer"
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                code = self.process.poll()
-                if code is not None:
-                    raise BenchError(
-                        f"{self.name} exited with code {code}; log {self.log}:\n{tail(self.log)}"
-                    )
-                try:
-                    response = client.get(url)
-                except httpx.HTTPError as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
-                else:
-                    if response.status_code == 200:
-                        return
-                    last_error = f"HTTP {response.status_code}"
-                time.sleep(0.1)
-        raise BenchError(
-            f"{self.name} not ready after {READY_TIMEOUT_SECONDS:.0f} s ({last_error}); "
-            f"log {self.log}:\n{tail(self.log)}"
-        )
-
-
-# --- Backends ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    database_url: str
-    redis_url: str | None = None
-    keel_env: Mapping[str, str] = field(default_factory=dict)
-
-
-def port_answers(port: int, timeout: float = 1.0) -> str | None:
-    """``None`` when 127.0.0.1:port accepts a connection, else why not."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{HOST}:{port} not reachable ({exc.strerror or exc})"
-
-
-def redis_answers(timeout: float = 1.0) -> str | None:
-    try:
-        with socket.create_connection((HOST, REDIS_PORT), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            reply = sock.recv(64)
-    except OSError as exc:
-        return f"Redis at {HOST}:{REDIS_PORT} not reachable ({exc.strerror or exc})"
-    if not reply.startswith(b"+PONG"):
-        return f"Redis at {HOST}:{REDIS_PORT} answered {reply[:40]!r} to PING"
-    return None
-
-
-async def _postgres_admin(statement: str) -> None:
-    connection = await asyncpg.connect(
-        host=HOST, port=POSTGRES_PORT, user=POSTGRES_USER, database="postgres", timeout=5
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@contextlib.contextmanager
-def sqlite_backend(workdir: Path) -> Iterator[Backend]:
-    yield Backend("sqlite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}")
-
-
-@contextlib.contextmanager
-def postgres_backend() -> Iterator[Backend]:
-    name = f"keel_bench_{secrets.token_hex(4)}"
-    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Backend(
-            "postgres",
-            f"postgresql+asyncpg://{POSTGRES_USER}@{HOST}:{POSTGRES_PORT}/{name}",
-            redis_url=f"redis://{HOST}:{REDIS_PORT}/0",
-            keel_env={"KEEL_REDIS_KEY_PREFIX": f"{name}:"},
-        )
-    finally:
-        try:
-            asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as exc:
-            print(f"warning: could not drop database {name}: {exc}", file=sys.stderr, flush=True)
-
-
-def postgres_unavailable() -> str | None:
-    reason = port_answers(POSTGRES_PORT)
-    if reason is not None:
-        return f"PostgreSQL at {reason}"
-    reason = redis_answers()
-    if reason is not None:
-        return reason
-    try:
-        asyncio.run(_postgres_admin("SELECT 1"))
-    except Exception as exc:
-        return f"cannot connect to PostgreSQL as {POSTGRES_USER!r}: {exc}"
-    return None
-
-
 # --- Running -------------------------------------------------------------------------
 
 
@@ -596,42 +354,23 @@ def hs256_jwt(secret: str, claims: Mapping[str, Any]) -> str:
     return f"{signing_input}.{b64(signature)}"
 
 
-def base_env() -> dict[str, str]:
-    """The caller's environment minus any KEEL_*/REF_* settings that would skew the run."""
-    return {key: value for key, value in os.environ.items() if not key.startswith(("KEEL_", "REF_"))}
-
-
-def keel_executable() -> str:
-    keel = Path(sys.executable).parent / "keel"
-    return str(keel if keel.exists() else "keel")
-
-
 def server_process(
     server: Server, backend: Backend, port: int, options: Options, run_secrets: RunSecrets
 ) -> ServerProcess:
-    env = base_env()
     log = options.workdir / f"{backend.name}-{server.name}.log"
     if server.kind == "keel":
+        env = keel_env(backend, run_secrets.keel, redis=server.redis)
         env.update(
-            KEEL_ENV="production",
-            KEEL_SECRET_KEY=run_secrets.keel,
-            KEEL_LOG_FORMAT="json",
             KEEL_LOG_LEVEL="INFO",
             KEEL_AUTO_MIGRATE="true",
-            KEEL_DATABASE_URL=backend.database_url,
             KEEL_RATE_LIMIT_ENABLED="true",
-            KEEL_RATE_LIMIT_ANONYMOUS_PER_MINUTE=KEEL_BENCH_BUDGET,
-            KEEL_RATE_LIMIT_USER_PER_MINUTE=KEEL_BENCH_BUDGET,
-            KEEL_RATE_LIMIT_ADMIN_PER_MINUTE=KEEL_BENCH_BUDGET,
             KEEL_CACHE_ENABLED="true",
         )
-        if backend.redis_url and server.redis:
-            env["KEEL_REDIS_URL"] = backend.redis_url
-        env.update(backend.keel_env)
-        argv = [keel_executable(), "serve", "--host", HOST, "--port", str(port)]
+        argv = keel_serve_argv(port)
         # Outside the repository, so a developer's .env cannot leak into the run.
         cwd = options.workdir
     else:
+        env = base_env()
         env.update(REF_DATABASE_URL=backend.database_url, REF_JWT_SECRET=run_secrets.ref)
         argv = [
             sys.executable,
@@ -657,14 +396,7 @@ def server_process(
 
 
 def wrk(url: str, headers: Sequence[tuple[str, str]], seconds: int, options: Options) -> str:
-    argv = [*options.pinning.load, "wrk", "-t1", f"-c{options.connections}", f"-d{seconds}s", "--latency"]
-    for name, value in headers:
-        argv += ["-H", f"{name}: {value}"]
-    argv.append(url)
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if completed.returncode != 0:
-        raise BenchError(f"wrk exited with {completed.returncode}: {completed.stderr.strip()}")
-    return completed.stdout
+    return run_wrk(url, headers, seconds=seconds, connections=options.connections, pin=options.pinning.load)
 
 
 def probe(url: str, headers: Sequence[tuple[str, str]], options: Options) -> None:
@@ -691,15 +423,9 @@ def summarise(result: Result, rounds: Sequence[WrkStats]) -> None:
 
 def keel_credentials(base_url: str) -> dict[str, str]:
     """A user with a bearer token and an API key, made through Keel's own API."""
-    email = f"bench-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(18)
+    email = bench_email()
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        client.post(
-            "/api/v2/auth/register", json={"email": email, "password": password, "full_name": "Bench"}
-        ).raise_for_status()
-        login = client.post("/api/v2/auth/login", json={"email": email, "password": password})
-        login.raise_for_status()
-        token = login.json()["data"]["access_token"]
+        token = register(client, email, secrets.token_urlsafe(18))
         key = client.post(
             "/api/v2/api-keys",
             headers={"Authorization": f"Bearer {token}"},
@@ -932,16 +658,7 @@ def table(results: Sequence[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    right = {2, 3, 4, 5}
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(cells)
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+    return format_table(header, rows, right={2, 3, 4, 5})
 
 
 def git_commit() -> str | None:
@@ -1038,16 +755,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(
-            "bench: wrk is not installed. Install it with `apt-get install wrk` (Debian/Ubuntu) "
-            "or `brew install wrk` (macOS).",
-            file=sys.stderr,
-        )
+    missing = wrk_missing()
+    if missing is not None:
+        print(f"bench: {missing}", file=sys.stderr)
         return 2
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # respect nohup
-            signal.signal(signum, _on_signal)
+    stop_servers_on_signals()
 
     pinning = cpu_pinning()
     if pinning.note:
@@ -1070,12 +782,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: no scenario selected", flush=True)
                 continue
             if name == "postgres":
-                reason = postgres_unavailable()
+                reason = postgres_unavailable() or redis_answers()
                 if reason is not None:
                     skipped[name] = reason
                     print(f"postgres: skipped, {reason}", flush=True)
                     continue
-                backend_cm = postgres_backend()
+                backend_cm = postgres_backend("keel_bench")
             else:
                 backend_cm = sqlite_backend(options.workdir)
             with backend_cm as backend:

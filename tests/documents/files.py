@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import docx
@@ -24,19 +25,27 @@ CONTENT_TYPES = (
 W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
 
 
-def pdf(content: bytes, *, flate: bool = False) -> bytes:
-    """A one-page PDF showing ``content`` (a content stream) in Helvetica, with a correct
-    cross-reference table."""
+def pdf_pages(pages: Sequence[bytes], *, flate: bool = False, comment: bytes = b"") -> bytes:
+    """A PDF with one page per content stream, in Helvetica, with a correct
+    cross-reference table. ``comment`` goes on a line of its own after the header: a
+    placeholder there can be overwritten later without moving any offset."""
     stream_filter = b" /Filter /FlateDecode" if flate else b""
+    font = 3 + 2 * len(pages)  # 1 catalog, 2 page tree; per page: page, contents; then the font
+    kids = b" ".join(b"%d 0 R" % (3 + 2 * index) for index in range(len(pages)))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
-        b" /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
-        b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(content), stream_filter, content),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
     ]
+    for index, content in enumerate(pages):
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
+            b" /Resources << /Font << /F1 %d 0 R >> >> /Contents %d 0 R >>" % (font, 4 + 2 * index)
+        )
+        objects.append(b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(content), stream_filter, content))
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = bytearray(b"%PDF-1.4\n")
+    if comment:
+        out += b"%" + comment + b"\n"
     offsets = []
     for number, body in enumerate(objects, 1):
         offsets.append(len(out))
@@ -46,6 +55,11 @@ def pdf(content: bytes, *, flate: bool = False) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def pdf(content: bytes, *, flate: bool = False) -> bytes:
+    """A one-page PDF showing ``content`` (a content stream)."""
+    return pdf_pages([content], flate=flate)
 
 
 def text_pdf(text: str) -> bytes:
