@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.alerts import evaluation
 from keel.alerts.evaluation import Outcome
 from keel.alerts.models import Alert, Severity
-from keel.alerts.rules import Observation, Rule
+from keel.alerts.rules import Context, Observation, Rule
 from keel.platform.resources import Resources
 
 # Far from the wall clock: no real request, login or job lands near it.
@@ -33,9 +32,7 @@ class Gauge:
         self.value: float | None = None
         self.labels = {"route": f"/probe/{uuid.uuid4().hex[:8]}"}
 
-    async def observe(
-        self, session: AsyncSession, now: datetime, params: Mapping[str, Any]
-    ) -> list[Observation]:
+    async def observe(self, context: Context, params: Mapping[str, Any]) -> list[Observation]:
         if self.value is None:
             return []
         return [Observation(self.labels, self.value, f"value is {self.value}", {"probe": True})]
@@ -59,7 +56,7 @@ def unique(rule: Rule) -> Rule:
 
 async def evaluate(resources: Resources, rule: Rule, now: datetime) -> Outcome:
     async with resources.db.writer() as session:
-        outcome = await evaluation.evaluate(session, now, [rule])
+        outcome = await evaluation.evaluate(session, now, [rule], stats=resources.stats)
         await session.commit()
     return outcome
 

@@ -7,12 +7,14 @@ import dataclasses
 import uuid
 from datetime import datetime, timedelta
 
-from keel.alerts import tasks
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keel.alerts import evaluation, tasks
 from keel.alerts.rules import RULES_BY_NAME, Rule
 from keel.audit.models import AuditLog
 from keel.auth.service import LOGIN_FAILED
-from keel.platform.observability import stats_store
 from keel.platform.observability.stats import RequestStats
+from keel.platform.observability.stats_store import Merged, StatsStore
 from keel.platform.queue.models import Job, Status
 from keel.platform.resources import Resources
 from keel.tasks import registry
@@ -39,7 +41,7 @@ async def record(resources: Resources, route: str, statuses: list[int], seconds:
     stats = RequestStats("probe", clock=Clock((T0 + timedelta(hours=hour, minutes=1)).timestamp()))
     for status in statuses:
         stats.record("GET", route, status, seconds)
-    await stats_store.flush(resources.db, stats)
+    await resources.stats.flush(stats)
 
 
 def test_evaluation_runs_every_30_seconds_as_a_periodic_task() -> None:
@@ -80,6 +82,36 @@ async def test_a_burst_of_429_answers_opens_an_alert(resources: Resources) -> No
     (alert,) = await alerts_of(resources, limited)
     assert (alert.severity, alert.last_value) == ("WARNING", 150)
     assert alert.context["top_routes"][0] == {"method": "GET", "route": route, "rate_limited": 150}
+
+
+class CountingStore(StatsStore):
+    """The app's store, counting the minute ranges read."""
+
+    def __init__(self, inner: StatsStore) -> None:
+        self.inner = inner
+        self.reads: list[tuple[int, int]] = []
+
+    async def flush(self, stats: RequestStats) -> int:
+        return await self.inner.flush(stats)
+
+    async def minutes(self, session: AsyncSession, first: int, last: int) -> Merged:
+        self.reads.append((first, last))
+        return await self.inner.minutes(session, first, last)
+
+
+async def test_one_evaluation_reads_the_request_window_once_for_the_three_request_rules(
+    resources: Resources,
+) -> None:
+    route = f"/probe/{uuid.uuid4().hex}"
+    await record(resources, route, [429] * 150 + [500] * 30 + [200] * 10, 2.0, hour=7)
+    request_rules = [rule("route_latency_p95"), rule("error_rate_5xx"), rule("rate_limited_burst")]
+    store = CountingStore(resources.stats)
+    async with resources.db.writer() as session:
+        await evaluation.evaluate(session, T0 + timedelta(hours=7, minutes=2), request_rules, stats=store)
+        await session.commit()
+    assert len(store.reads) == 1
+    for each in request_rules:  # and each rule saw the window
+        assert [alert.severity for alert in await alerts_of(resources, each)][:1] == ["WARNING"], each.name
 
 
 async def add_failed_logins(resources: Resources, count: int, at: datetime) -> None:

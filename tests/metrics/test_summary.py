@@ -1,6 +1,7 @@
-"""The request statistics behind ``GET /metrics/summary``, on both backends: what the
-middleware records, per-process minute rows merged across processes, hourly roll-ups
-merged into longer periods, retention, and who may read the summary.
+"""The request statistics behind ``GET /metrics/summary``, on both backends (the app's
+store: minutes in the database on SQLite, in Redis on PostgreSQL + Redis): what the
+middleware records, minutes merged across processes, hourly roll-ups merged into longer
+periods, retention, and who may read the summary.
 
 On PostgreSQL the run's database holds every module's statistics, so the tests look at
 routes of their own (a random template) rather than at the overall figures.
@@ -17,28 +18,16 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from keel.platform.observability import stats_store
 from keel.platform.observability.stats import RequestStats
-from keel.platform.observability.stats_store import HOUR, RequestStat
+from keel.platform.observability.stats_store import HOUR, DatabaseStatsStore, RequestStat
 from keel.platform.resources import Resources
 from keel.users.models import Role
 from tests.identity import Accounts
+from tests.metrics.helpers import Clock, a_route
 
 SUMMARY = "/api/v2/metrics/summary"
 # A fixed hour, far enough from the wall clock that no real request lands in it.
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> float:
-        return self.at.timestamp()
-
-
-def a_route() -> str:
-    return f"/test/{uuid.uuid4().hex}"
 
 
 def route_stats(summary: dict[str, Any], route: str, method: str = "GET") -> dict[str, Any]:
@@ -46,15 +35,9 @@ def route_stats(summary: dict[str, Any], route: str, method: str = "GET") -> dic
     return dict(found)
 
 
-@pytest.fixture
-def resources(app: FastAPI) -> Resources:
-    resources: Resources = app.state.resources
-    return resources
-
-
 async def summarise(resources: Resources, period: str, now: datetime) -> dict[str, Any]:
     async with resources.db.reader() as session:
-        return await stats_store.summary(session, period, now)
+        return await resources.stats.summary(session, period, now)
 
 
 async def test_counts_error_rates_and_percentiles_of_a_route(resources: Resources) -> None:
@@ -64,7 +47,7 @@ async def test_counts_error_rates_and_percentiles_of_a_route(resources: Resource
     statuses = [200] * 90 + [404] * 6 + [500] * 4
     for latency, status in zip(latencies_ms, statuses, strict=True):
         stats.record("GET", route, status, latency / 1000)
-    assert await stats_store.flush(resources.db, stats) == 1
+    assert await resources.stats.flush(stats) == 1
 
     found = route_stats(await summarise(resources, "1h", T0 + timedelta(minutes=30)), route)
     assert found["count"] == 100
@@ -85,11 +68,11 @@ async def test_processes_writing_the_same_minute_are_merged(resources: Resources
         first.record("GET", route, 200, 0.010)
     for _ in range(2):
         second.record("GET", route, 503, 0.100)
-    await stats_store.flush(resources.db, first)
-    await stats_store.flush(resources.db, second)
+    await resources.stats.flush(first)
+    await resources.stats.flush(second)
     # A process writes its running totals again: replaced, not added.
     first.record("GET", route, 200, 0.010)
-    await stats_store.flush(resources.db, first)
+    await resources.stats.flush(first)
 
     found = route_stats(await summarise(resources, "1h", T0 + timedelta(minutes=30)), route)
     assert (found["count"], found["error_rate"]) == (6, round(2 / 6, 6))
@@ -103,11 +86,11 @@ async def test_nothing_changed_means_nothing_written_and_closed_minutes_are_forg
     clock = Clock(T0 + timedelta(minutes=1))
     stats = RequestStats("process-a", clock=clock)
     stats.record("GET", route, 200, 0.001)
-    assert await stats_store.flush(resources.db, stats) == 1
-    assert await stats_store.flush(resources.db, stats) == 0
+    assert await resources.stats.flush(stats) == 1
+    assert await resources.stats.flush(stats) == 0
     clock.at += timedelta(minutes=1)
     stats.record("GET", route, 200, 0.001)
-    assert await stats_store.flush(resources.db, stats) == 1
+    assert await resources.stats.flush(stats) == 1
     assert stats.pending() == []
     assert len(stats._cells) == 1  # the past minute is gone from memory, the current one stays
 
@@ -124,12 +107,12 @@ async def test_hours_roll_up_and_merge_into_longer_periods_without_double_counti
         stats.record("GET", route, 200, 0.020)
         clock.at = T0 + timedelta(hours=hour, minutes=45)
         stats.record("GET", route, 500, 0.040)
-        await stats_store.flush(resources.db, stats)
+        await resources.stats.flush(stats)
     now = T0 + timedelta(hours=2, minutes=50)
 
     before = route_stats(await summarise(resources, "24h", now), route)
     async with resources.db.writer() as session:
-        assert await stats_store.roll_up(session, now) >= 2
+        assert await resources.stats.roll_up(session, now) >= 2
         await session.commit()
     async with resources.db.reader() as session:
         hours = await session.scalar(
@@ -146,14 +129,15 @@ async def test_hours_roll_up_and_merge_into_longer_periods_without_double_counti
     assert route_stats(await summarise(resources, "1h", now), route)["count"] == 2
 
 
-async def test_rows_past_their_retention_are_dropped(resources: Resources) -> None:
+async def test_database_rows_past_their_retention_are_dropped(resources: Resources) -> None:
+    store = DatabaseStatsStore(resources.db)
     route = a_route()
     clock = Clock(T0)
     stats = RequestStats("process-a", clock=clock)
     stats.record("GET", route, 200, 0.005)
-    await stats_store.flush(resources.db, stats)
+    await store.flush(stats)
     async with resources.db.writer() as session:
-        await stats_store.roll_up(session, T0 + timedelta(hours=1, minutes=5))
+        await store.roll_up(session, T0 + timedelta(hours=1, minutes=5))
         await session.commit()
 
     async def rows(resolution: int) -> int:
@@ -165,11 +149,11 @@ async def test_rows_past_their_retention_are_dropped(resources: Resources) -> No
 
     assert (await rows(60), await rows(HOUR)) == (1, 1)
     async with resources.db.writer() as session:
-        await stats_store.roll_up(session, T0 + timedelta(hours=26))
+        await store.roll_up(session, T0 + timedelta(hours=26))
         await session.commit()
     assert (await rows(60), await rows(HOUR)) == (0, 1)  # minutes kept 25 hours
     async with resources.db.writer() as session:
-        await stats_store.roll_up(session, T0 + timedelta(days=8, hours=2))
+        await store.roll_up(session, T0 + timedelta(days=8, hours=2))
         await session.commit()
     assert await rows(HOUR) == 0  # hours kept 8 days
 
@@ -184,7 +168,7 @@ async def test_the_middleware_counts_requests_and_times_only_whole_responses(
         assert absent.status_code == 404
     export = await client.get("/api/v2/products/export", params={"format": "csv"}, headers=user.headers)
     assert export.status_code == 200
-    await stats_store.flush(resources.db, app.state.request_stats)
+    await resources.stats.flush(app.state.request_stats)
 
     response = await client.get(SUMMARY, params={"period": "1h"}, headers=admin.headers)
     assert response.status_code == 200, response.text
@@ -228,16 +212,18 @@ async def test_429_answers_are_counted_apart_merged_across_processes_and_rolled_
     for status in (429, 429, 404, 200):
         first.record("GET", route, status, 0.001)
     second.record("GET", route, 429, 0.001)
-    await stats_store.flush(resources.db, first)
-    await stats_store.flush(resources.db, second)
+    await resources.stats.flush(first)
+    await resources.stats.flush(second)
 
     async with resources.db.reader() as session:
-        recent = await stats_store.window(session, T0 + timedelta(hours=3))
+        recent = await resources.stats.window(
+            session, T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=5)
+        )
     totals = recent[("GET", route)]
     assert (totals.count, totals.errors_4xx, totals.rate_limited) == (5, 4, 3)
 
     async with resources.db.writer() as session:
-        await stats_store.roll_up(session, T0 + timedelta(hours=4, minutes=5), hours=1)
+        await resources.stats.roll_up(session, T0 + timedelta(hours=4, minutes=5), hours=1)
         await session.commit()
     async with resources.db.reader() as session:
         hour = (

@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keel.alerts import engine, repository
 from keel.alerts.engine import Action, Timers
 from keel.alerts.models import Alert, AlertRuleState, AlertStatus, Severity
-from keel.alerts.rules import RULES, Observation, Rule
+from keel.alerts.rules import RULES, Context, Observation, Rule
 from keel.alerts.service import ESCALATED, RESOLVED, TRIGGERED, announce
+from keel.platform.observability.stats_store import StatsStore
 
 
 def fingerprint(rule: str, labels: dict[str, str]) -> str:
@@ -50,13 +51,18 @@ class Outcome:
         return len(self.actions.get(action, []))
 
 
-async def evaluate(session: AsyncSession, now: datetime, rules: Iterable[Rule] = RULES) -> Outcome:
-    """Evaluate ``rules`` at ``now``; the caller owns (and commits) the transaction."""
+async def evaluate(
+    session: AsyncSession, now: datetime, rules: Iterable[Rule] = RULES, *, stats: StatsStore
+) -> Outcome:
+    """Evaluate ``rules`` at ``now`` on the request statistics of ``stats``; the caller
+    owns (and commits) the transaction."""
     states = await repository.rule_states(session)
     open_alerts = await repository.open_alerts(session)
     outcome = Outcome()
+    # One per evaluation: the request rules share what it reads.
+    context = Context(session, now, stats)
     for rule in rules:
-        observed = {fingerprint(rule.name, o.labels): o for o in await rule.evaluate(session, now)}
+        observed = {fingerprint(rule.name, o.labels): o for o in await rule.evaluate(context)}
         series = set(observed)
         series.update(fp for fp, state in states.items() if state.rule == rule.name)
         series.update(fp for fp, alert in open_alerts.items() if alert.rule == rule.name)

@@ -19,7 +19,9 @@ Per rule: the series (labels), the value, severity thresholds (above), ``for`` a
 
 A rule's ``observe`` returns the series whose value it can compute now; a series it
 does not return has a false condition (no traffic on a route is not a breach). Each
-threshold is "above": the highest one the value exceeds is the severity.
+threshold is "above": the highest one the value exceeds is the severity. The three
+request rules watch the same five minutes of request statistics, read once per
+evaluation (:meth:`Context.requests_since`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from keel.alerts.models import Severity
 from keel.audit import repository as audit_repository
 from keel.auth.service import LOGIN_FAILED
-from keel.platform.observability import stats_store
-from keel.platform.observability.stats import Totals
+from keel.platform.observability.stats import MINUTE, Totals
+from keel.platform.observability.stats_store import Merged, StatsStore
 from keel.platform.queue.models import Job, Status
 
 # The webhooks domain has no service call for "subscriptions in trouble" yet; the rule
@@ -54,7 +56,28 @@ class Observation:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-Observe = Callable[[AsyncSession, datetime, Mapping[str, Any]], Awaitable[list[Observation]]]
+@dataclass(slots=True)
+class Context:
+    """What the rules of one evaluation read: its transaction, its time (a test picks it)
+    and the request statistics."""
+
+    session: AsyncSession
+    now: datetime
+    stats: StatsStore
+    # Merged windows by the minute they start in.
+    _windows: dict[int, Merged] = field(default_factory=dict)
+
+    async def requests_since(self, since: datetime) -> Merged:
+        """Every replica's request statistics from ``since``'s minute to now, per route:
+        read once per evaluation and start, so the rules share it and must not change it."""
+        start = int(since.timestamp() // MINUTE)
+        window = self._windows.get(start)
+        if window is None:
+            window = self._windows[start] = await self.stats.window(self.session, since, self.now)
+        return window
+
+
+Observe = Callable[[Context, Mapping[str, Any]], Awaitable[list[Observation]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +99,8 @@ class Rule:
                 found = severity
         return found
 
-    async def evaluate(self, session: AsyncSession, now: datetime) -> list[Observation]:
-        return await self.observe(session, now, self.params)
+    async def evaluate(self, context: Context) -> list[Observation]:
+        return await self.observe(context, self.params)
 
 
 def _window(params: Mapping[str, Any]) -> timedelta:
@@ -89,9 +112,9 @@ def _route_labels(method: str, route: str) -> dict[str, str]:
     return {"method": method, "route": route}
 
 
-async def _latency(session: AsyncSession, now: datetime, params: Mapping[str, Any]) -> list[Observation]:
+async def _latency(context: Context, params: Mapping[str, Any]) -> list[Observation]:
     found = []
-    for (method, route), totals in (await stats_store.window(session, now - _window(params))).items():
+    for (method, route), totals in (await context.requests_since(context.now - _window(params))).items():
         p95 = totals.sketch.quantile(0.95)
         if totals.count < params["min_requests"] or p95 is None:
             continue
@@ -117,8 +140,8 @@ def _error_rate(method: str, route: str, totals: Totals) -> Observation:
     )
 
 
-async def _errors(session: AsyncSession, now: datetime, params: Mapping[str, Any]) -> list[Observation]:
-    merged = await stats_store.window(session, now - _window(params))
+async def _errors(context: Context, params: Mapping[str, Any]) -> list[Observation]:
+    merged = await context.requests_since(context.now - _window(params))
     overall = Totals()
     found = []
     for (method, route), totals in merged.items():
@@ -130,8 +153,8 @@ async def _errors(session: AsyncSession, now: datetime, params: Mapping[str, Any
     return found
 
 
-async def _rate_limited(session: AsyncSession, now: datetime, params: Mapping[str, Any]) -> list[Observation]:
-    merged = await stats_store.window(session, now - _window(params))
+async def _rate_limited(context: Context, params: Mapping[str, Any]) -> list[Observation]:
+    merged = await context.requests_since(context.now - _window(params))
     refused = sum(totals.rate_limited for totals in merged.values())
     if not refused:
         return []
@@ -153,10 +176,9 @@ async def _rate_limited(session: AsyncSession, now: datetime, params: Mapping[st
     ]
 
 
-async def _failed_logins(
-    session: AsyncSession, now: datetime, params: Mapping[str, Any]
-) -> list[Observation]:
-    counts = await audit_repository.count_actions_since(session, (LOGIN_FAILED,), now - _window(params))
+async def _failed_logins(context: Context, params: Mapping[str, Any]) -> list[Observation]:
+    since = context.now - _window(params)
+    counts = await audit_repository.count_actions_since(context.session, (LOGIN_FAILED,), since)
     failed = counts[LOGIN_FAILED]
     if not failed:
         return []
@@ -170,10 +192,10 @@ async def _failed_logins(
     ]
 
 
-async def _dead_jobs(session: AsyncSession, now: datetime, params: Mapping[str, Any]) -> list[Observation]:
-    rows = await session.execute(
+async def _dead_jobs(context: Context, params: Mapping[str, Any]) -> list[Observation]:
+    rows = await context.session.execute(
         select(Job.kind, func.count())
-        .where(Job.status == Status.DEAD.value, Job.finished_at >= now - _window(params))
+        .where(Job.status == Status.DEAD.value, Job.finished_at >= context.now - _window(params))
         .group_by(Job.kind)
     )
     return [
@@ -187,10 +209,8 @@ async def _dead_jobs(session: AsyncSession, now: datetime, params: Mapping[str, 
     ]
 
 
-async def _webhooks_failing(
-    session: AsyncSession, now: datetime, params: Mapping[str, Any]
-) -> list[Observation]:
-    rows = await session.execute(
+async def _webhooks_failing(context: Context, params: Mapping[str, Any]) -> list[Observation]:
+    rows = await context.session.execute(
         select(Webhook.id, Webhook.failing_since, Webhook.consecutive_failures).where(
             Webhook.failing_since.is_not(None), Webhook.disabled_at.is_(None)
         )
@@ -199,7 +219,7 @@ async def _webhooks_failing(
     for webhook_id, failing_since, failures in rows:
         if failing_since is None:  # excluded by the query; narrows the type
             continue
-        minutes = (now - failing_since).total_seconds() / 60
+        minutes = (context.now - failing_since).total_seconds() / 60
         found.append(
             Observation(
                 {"webhook_id": str(webhook_id)},
@@ -211,12 +231,10 @@ async def _webhooks_failing(
     return found
 
 
-async def _webhooks_disabled(
-    session: AsyncSession, now: datetime, params: Mapping[str, Any]
-) -> list[Observation]:
-    rows = await session.execute(
+async def _webhooks_disabled(context: Context, params: Mapping[str, Any]) -> list[Observation]:
+    rows = await context.session.execute(
         select(Webhook.id, Webhook.disabled_at, Webhook.disabled_reason).where(
-            Webhook.disabled_at >= now - _window(params)
+            Webhook.disabled_at >= context.now - _window(params)
         )
     )
     return [

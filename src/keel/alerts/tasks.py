@@ -27,5 +27,5 @@ async def evaluate(ctx: JobContext) -> dict[str, int]:
     """Evaluate every rule at the current time, in one transaction. One attempt: the
     next period evaluates again anyway."""
     async with ctx.transaction() as session:
-        outcome = await evaluation.evaluate(session, utcnow())
+        outcome = await evaluation.evaluate(session, utcnow(), stats=ctx.resources.stats)
     return {action.value: len(series) for action, series in outcome.actions.items()}

@@ -12,7 +12,6 @@ from keel.platform.http.docs import errors
 from keel.platform.http.envelope import Envelope, ok
 from keel.platform.http.errors import AuthenticationRequired
 from keel.platform.http.routing import KeelRoute
-from keel.platform.observability import stats_store
 from keel.platform.resources import ResourcesDep
 from keel.platform.security.principal import Principal
 
@@ -50,24 +49,27 @@ async def prometheus_metrics(
     return Response(resources.metrics.render(), media_type=resources.metrics.content_type)
 
 
-@summary_router.get(
-    "/summary",
-    response_model=Envelope[MetricsSummary],
-    responses=errors({403: "Missing `metrics:read` (admins and moderators)."}),
+SUMMARY_ERRORS = errors(
+    {
+        403: "Missing `metrics:read` (admins and moderators).",
+        503: "The statistics' store (Redis) is not answering.",
+    }
 )
+
+
+@summary_router.get("/summary", response_model=Envelope[MetricsSummary], responses=SUMMARY_ERRORS)
 async def metrics_summary(
-    principal: MetricsRead, session: SessionDep, period: PeriodQuery = "1h"
+    principal: MetricsRead, session: SessionDep, resources: ResourcesDep, period: PeriodQuery = "1h"
 ) -> Response:
     """Requests per second, error rates and latency percentiles per route and overall,
     merged across every replica. Up to date within `KEEL_METRICS_FLUSH_SECONDS`."""
-    return ok(MetricsSummary.model_validate(await stats_store.summary(session, period, utcnow())))
+    summary = await resources.stats.summary(session, period, utcnow())
+    return ok(MetricsSummary.model_validate(summary))
 
 
-@summary_router.get(
-    "",
-    response_model=Envelope[MetricsSummary],
-    responses=errors({403: "Missing `metrics:read` (admins and moderators)."}),
-)
-async def metrics(principal: MetricsRead, session: SessionDep, period: PeriodQuery = "1h") -> Response:
+@summary_router.get("", response_model=Envelope[MetricsSummary], responses=SUMMARY_ERRORS)
+async def metrics(
+    principal: MetricsRead, session: SessionDep, resources: ResourcesDep, period: PeriodQuery = "1h"
+) -> Response:
     """The same summary as `GET /metrics/summary`."""
-    return await metrics_summary(principal, session, period)
+    return await metrics_summary(principal, session, resources, period)

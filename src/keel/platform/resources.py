@@ -15,6 +15,8 @@ from keel.platform.cache import TotalCache, TTLCache
 from keel.platform.caching import ResourceCache, create_cache
 from keel.platform.db.engine import Database
 from keel.platform.observability.metrics import HTTPMetrics
+from keel.platform.observability.stats_redis import RedisStatsStore
+from keel.platform.observability.stats_store import DatabaseStatsStore, StatsStore
 from keel.platform.pubsub import Broker, MemoryBroker, open_broker
 from keel.platform.ratelimit import FallbackLimiter, MemoryLimiter, RedisLimiter
 from keel.platform.redis_client import connect_redis
@@ -58,6 +60,14 @@ def open_cache(settings: Settings, redis: Redis | None) -> ResourceCache | None:
         timeout=settings.redis_timeout_ms / 1000,
         fill_guard=settings.cache_fill_guard_seconds,
     )
+
+
+def create_stats_store(settings: Settings, db: Database, redis: Redis | None) -> StatsStore:
+    """Request statistics' minutes in Redis (KEEL_STATS_BACKEND, by default with
+    KEEL_REDIS_URL), else in the database; their hours are in the database either way."""
+    if settings.effective_stats_backend == "redis" and redis is not None:
+        return RedisStatsStore(redis, prefix=settings.redis_key_prefix)
+    return DatabaseStatsStore(db)
 
 
 def open_storage(settings: Settings) -> Storage:
@@ -116,6 +126,8 @@ class Resources:
     security: Security
     # Uploaded documents' bytes, by SHA-256.
     storage: Storage
+    # Where request statistics are written and read (summary, alert rules, roll-up).
+    stats: StatsStore
     list_totals: TotalCache = field(default_factory=lambda: TotalCache(ttl=0))
     redis: Redis | None = None
     limiter: AppLimiter = field(default_factory=MemoryLimiter)
@@ -128,12 +140,14 @@ class Resources:
     @classmethod
     def open(cls, settings: Settings, metrics: HTTPMetrics) -> Resources:
         redis = create_redis(settings)
+        db = Database.from_settings(settings)
         return cls(
             settings=settings,
-            db=Database.from_settings(settings),
+            db=db,
             metrics=metrics,
             security=Security.from_settings(settings),
             storage=open_storage(settings),
+            stats=create_stats_store(settings, db, redis),
             list_totals=TotalCache(ttl=settings.list_total_cache_ms / 1000),
             redis=redis,
             limiter=create_limiter(settings, metrics, redis),
