@@ -17,7 +17,7 @@ $(UV):
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.installed: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --extra otel --extra sentry --python $(PYTHON)
 	@touch $@
 
 install: $(VENV)/.installed
