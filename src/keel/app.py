@@ -32,7 +32,7 @@ from keel.platform.http.middleware import BodyLimitMiddleware, RequestContextMid
 from keel.platform.http.openapi import install_openapi
 from keel.platform.http.routing import add_routes, operation_id
 from keel.platform.http.versions import V1_PREFIX, V2_PREFIX, VersionMiddleware, v1_openapi
-from keel.platform.observability import stats_store
+from keel.platform.observability.exporters import install_exporters
 from keel.platform.observability.logging import AccessLog, configure_logging
 from keel.platform.observability.metrics import HTTPMetrics
 from keel.platform.observability.stats import RequestStats
@@ -41,6 +41,7 @@ from keel.platform.ratelimit.middleware import RateLimitMiddleware
 from keel.platform.ratelimit.policies import Policies
 from keel.platform.resources import Resources
 from keel.products.router import router as products_router
+from keel.realtime.router import events_router
 from keel.realtime.router import router as realtime_router
 from keel.realtime.router import socket_router as realtime_socket_router
 from keel.realtime.service import RealtimeHub
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources.open(settings, metrics)
         app.state.resources = resources
+        exporters.instrument_database(resources.db.engine)
         flusher = asyncio.create_task(_flush_periodically(access_log))
         stats_writer = asyncio.create_task(_write_stats_periodically(resources, stats))
         worker = InProcessWorker.start(resources, task_registry) if settings.runs_worker_in_process else None
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # Running jobs get the shutdown grace to finish, then are released.
                 await worker.stop()
             await resources.close()
+            exporters.shutdown()
             log.info("keel.stopped")
             access_log.flush()
 
@@ -141,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.request_stats = stats
     install_exception_handlers(app)
     install_openapi(app, settings)
+    # Before any middleware is added: the error reporter must sit inside all of it.
+    exporters = install_exporters(app, settings)
 
     for router in (
         health_router,
@@ -159,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents_router,
         realtime_router,
         realtime_socket_router,
+        events_router,
         alerts_router,
     ):
         add_routes(app, router)
@@ -228,8 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _write_stats(resources: Resources, stats: RequestStats) -> None:
     try:
-        await stats_store.flush(resources.db, stats)
-    except Exception:  # the database is away: the next write carries the same rows
+        await resources.stats.flush(stats)
+    except Exception:  # the store is away: the next write carries the same changes, once
         log.warning("metrics.stats_write_failed", exc_info=True)
 
 

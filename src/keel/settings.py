@@ -344,6 +344,18 @@ class Settings(BaseSettings):
     realtime_reconnect_max_seconds: float = Field(
         30.0, ge=0.1, le=600.0, description="Longest pause between the listener's reconnection attempts."
     )
+    realtime_ping_seconds: float = Field(
+        15.0, ge=0.05, le=300.0, description="How often the events stream sends a keep-alive comment."
+    )
+    realtime_recheck_seconds: float = Field(
+        60.0,
+        ge=0.05,
+        le=3600.0,
+        description="How often an open WebSocket or events stream checks its credentials again.",
+    )
+    realtime_max_streams: int = Field(
+        1000, ge=1, le=100_000, description="Open events streams per process; more are refused with 503."
+    )
 
     # --- Observability -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -365,6 +377,24 @@ class Settings(BaseSettings):
         ge=0.5,
         le=60.0,
         description="How often each process writes its request statistics (GET /metrics/summary).",
+    )
+    sentry_dsn: SecretStr | None = Field(
+        None,
+        description="When set, unhandled errors are reported to this Sentry DSN (needs the `sentry` extra).",
+    )
+    sentry_environment: str | None = Field(
+        None, description="The environment Sentry files reports under. Default: KEEL_ENV."
+    )
+    sentry_traces_sample_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of requests Sentry also traces for performance (0: errors only).",
+    )
+    stats_backend: Literal["database", "redis"] | None = Field(
+        None,
+        description="Where the per-minute request statistics go (hours are always in the database). "
+        "Default: redis with KEEL_REDIS_URL (one HINCRBY batch per flush), else database.",
     )
 
     @field_validator("log_level", mode="before")
@@ -423,6 +453,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _stats_backend(self) -> Settings:
+        if self.stats_backend == "redis" and self.redis_url is None:
+            raise ValueError("KEEL_STATS_BACKEND=redis needs KEEL_REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
     def _admin_bootstrap_pair(self) -> Settings:
         if (self.admin_email is None) != (self.admin_password is None):
             raise ValueError("KEEL_ADMIN_EMAIL and KEEL_ADMIN_PASSWORD must be set together")
@@ -468,6 +504,12 @@ class Settings(BaseSettings):
         if self.redis_url is not None:
             return "redis"
         return "memory" if self.is_sqlite else "postgres"
+
+    @property
+    def effective_stats_backend(self) -> str:
+        if self.stats_backend is not None:
+            return self.stats_backend
+        return "redis" if self.redis_url is not None else "database"
 
     @property
     def caches_reads(self) -> bool:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import update
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from keel.platform.pubsub import RedisBroker
-from keel.users.models import Role
+from keel.users.models import Role, User
 from tests import services
 from tests.identity import TestUser
 from tests.platform.pubsub.helpers import kill_redis_client
@@ -215,3 +217,48 @@ async def test_a_broker_reconnection_tells_sockets_to_resync(
             # And alerts flow again afterwards.
             await broker.publish("alerts", b'{"type":"alert","data":{"id":"after"}}')
             assert (await receive_type(ws, "alert"))["data"]["id"] == "after"
+
+
+async def set_account(served: Served, user: TestUser, **values: object) -> None:
+    async with served.resources.db.writer() as session:
+        await session.execute(update(User).where(User.id == user.id).values(**values))
+        await session.commit()
+
+
+@pytest.fixture(scope="module")
+async def rechecking(backend_settings: dict[str, Any]) -> AsyncIterator[Served]:
+    async with serving(
+        {**backend_settings, **REALTIME_TEST_SETTINGS, "realtime_recheck_seconds": 0.2}
+    ) as result:
+        yield result
+
+
+async def test_a_disabled_account_is_disconnected_with_4001(rechecking: Served) -> None:
+    moderator = await rechecking.accounts.create(role=Role.MODERATOR)
+    async with await rechecking.connect(moderator) as ws:
+        await set_account(rechecking, moderator, is_active=False)
+        assert await close_code(ws) == 4001
+
+
+async def test_a_role_without_alerts_read_is_disconnected_with_4003(rechecking: Served) -> None:
+    moderator = await rechecking.accounts.create(role=Role.MODERATOR)
+    async with await rechecking.connect(moderator) as ws:
+        await set_account(rechecking, moderator, role=Role.USER)
+        assert await close_code(ws) == 4003
+
+
+async def test_a_logged_out_bearer_socket_is_disconnected_with_4001(rechecking: Served) -> None:
+    moderator = await rechecking.accounts.create(role=Role.MODERATOR)
+    url = rechecking.ws_url()
+    async with connect(url, subprotocols=["bearer", moderator.access_token]) as ws:  # type: ignore[list-item]
+        response = await rechecking.http.post("/api/v2/auth/logout", headers=moderator.headers)
+        assert response.status_code == 204
+        assert await close_code(ws) == 4001
+
+
+async def test_a_socket_in_good_standing_stays_open(rechecking: Served) -> None:
+    moderator = await rechecking.accounts.create(role=Role.MODERATOR)
+    async with await rechecking.connect(moderator) as ws:
+        await asyncio.sleep(0.6)  # three checks
+        await ws.send(orjson.dumps({"type": "ping"}).decode())
+        assert (await receive_type(ws, "pong"))["type"] == "pong"

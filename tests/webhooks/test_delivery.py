@@ -8,6 +8,7 @@ from email.utils import format_datetime
 import orjson
 import pytest
 
+from keel.platform import events
 from keel.webhooks import delivery
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -54,7 +55,7 @@ def test_retry_after_reads_seconds_and_http_dates_capped_at_a_day(
 
 
 def test_the_message_is_type_timestamp_and_data() -> None:
-    body = delivery.message("product.created", NOW, {"id": "p1"})
+    body = events.body("product.created", NOW, {"id": "p1"})
     assert orjson.loads(body) == {
         "type": "product.created",
         "timestamp": "2026-12-03T12:00:00Z",

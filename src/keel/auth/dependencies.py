@@ -192,6 +192,14 @@ async def resolve_caller(scope: Scope) -> Principal | None:
     return principal
 
 
+async def authenticate_again(scope: Scope) -> Principal | None:
+    """The caller of a long-lived request (an events stream) as of now: their
+    credentials checked again (a revoked session, an expired token, a deleted key, a
+    deactivated user or a changed role show), None when they no longer authenticate."""
+    scope.setdefault("state", {}).pop(_CALLER, None)
+    return await caller_principal(scope)
+
+
 async def caller_principal(scope: Scope) -> Principal | None:
     """:func:`resolve_caller` for middleware, before routing: None also for credentials
     that do not authenticate (the route then answers 401 itself)."""

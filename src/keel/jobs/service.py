@@ -22,14 +22,12 @@ from keel.jobs import repository
 from keel.jobs.errors import JobFinished, JobNotFound, JobNotRetryable
 from keel.jobs.repository import JobRow
 from keel.jobs.schemas import JobAccepted, JobFilters
-from keel.platform.http.errors import NotFound
 from keel.platform.http.listing import CursorPage, ListParams
 from keel.platform.http.pagination import Page
 from keel.platform.outbound import signing
 from keel.platform.outbound.policy import require_callable
 from keel.platform.queue import control, enqueue
 from keel.platform.queue.models import Job
-from keel.platform.security.permissions import effective_permissions
 from keel.platform.security.principal import Principal
 from keel.platform.security.tokens import derive_key
 from keel.settings import Settings
@@ -198,15 +196,4 @@ async def owner_principal(session: AsyncSession, owner_id: uuid.UUID) -> Princip
     """Who a job acts for, with the permissions of the owner's role now (not when the job was
     submitted, nor an API key's narrower scopes: the endpoint checked those); None when the
     account is gone or disabled."""
-    try:
-        account = await users.get(session, owner_id)
-    except NotFound:
-        return None
-    if not account.is_active:
-        return None
-    return Principal(
-        user_id=account.id,
-        role=account.role,
-        plan=account.plan,
-        permissions=effective_permissions(account.role),
-    )
+    return await users.acting_principal(session, owner_id)

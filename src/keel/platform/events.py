@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -45,6 +45,16 @@ class Event(IdMixin, Base):
     subject_type: Mapped[str | None] = mapped_column(String(32), default=None)
     subject_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def body(event_type: str, occurred_at: datetime, payload: Mapping[str, Any]) -> bytes:
+    """An event as clients receive it, by webhook or on the events stream (Standard
+    Webhooks' payload shape)."""
+    return orjson.dumps({"type": event_type, "timestamp": rfc3339(occurred_at), "data": payload})
 
 
 Consumer = Callable[[JobContext, Event], Awaitable[None]]

@@ -5,6 +5,10 @@ must never wait on a client): a client that falls ``KEEL_REALTIME_SEND_QUEUE`` m
 behind is closed with 1013 (try again later) and the others never notice. A frame over
 ``KEEL_REALTIME_MAX_FRAME_BYTES`` closes with 1009, more than
 ``KEEL_REALTIME_MAX_MESSAGES_PER_SECOND`` client messages in a second with 1008.
+
+Who is connected is checked again every ``KEEL_REALTIME_RECHECK_SECONDS``: a session
+logged out, a key deleted or an account disabled closes the socket with 4001, a role
+that lost a subscribed channel's permission with 4003.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from keel.platform.pubsub import Broker
 from keel.platform.security.principal import Principal
-from keel.realtime.service import ALERTS, CHANNELS, frame
+from keel.realtime.service import ALERTS, CHANNELS, SOCKET_PERMISSION, frame
 from keel.settings import Settings
 
 log = structlog.get_logger("keel.realtime")
@@ -31,15 +35,23 @@ TRY_AGAIN_LATER = 1013
 MESSAGE_TOO_BIG = 1009
 POLICY_VIOLATION = 1008
 CLOSE_TIMEOUT_SECONDS = 5.0
+UNAUTHENTICATED = 4001
+FORBIDDEN = 4003
 RESYNC = frame("resync", {"reason": "reconnected"})
 
 
 class Connection:
     def __init__(
-        self, websocket: WebSocket, principal: Principal, broker: Broker, settings: Settings
+        self,
+        websocket: WebSocket,
+        principal: Principal,
+        broker: Broker,
+        settings: Settings,
+        reauthenticate: Callable[[], Awaitable[Principal | None]],
     ) -> None:
         self.websocket = websocket
         self.principal = principal
+        self._reauthenticate = reauthenticate
         self.broker = broker
         self.settings = settings
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.realtime_send_queue)
@@ -68,22 +80,26 @@ class Connection:
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop())
         overflow = asyncio.create_task(self.overflowed.wait())
+        checker = asyncio.create_task(self._check_loop())
+        tasks = (sender, receiver, overflow, checker)
         try:
-            done, _ = await asyncio.wait({sender, receiver, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for unsubscribe in self._unsubscribe.values():
                 unsubscribe()
-            for task in (sender, receiver, overflow):
+            for task in tasks:
                 task.cancel()
-            for task in (sender, receiver, overflow):
+            for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
         code: int | None = None
         if overflow in done:
             code = TRY_AGAIN_LATER
             log.warning("realtime.slow_client_closed", user_id=str(self.principal.user_id))
-        elif receiver in done and not receiver.cancelled() and receiver.exception() is None:
-            code = receiver.result()
+        else:
+            for task in (receiver, checker):
+                if task in done and not task.cancelled() and task.exception() is None:
+                    code = task.result()
         if code is not None:
             # A stalled client cannot take the close frame either: give up on it then.
             with contextlib.suppress(Exception):
@@ -92,6 +108,20 @@ class Connection:
     def subscribe(self, channel: str) -> None:
         if channel not in self._unsubscribe:
             self._unsubscribe[channel] = self.broker.subscribe(channel, self)
+
+    async def _check_loop(self) -> int:
+        """Check who is connected every so often; the close code once they may not stay."""
+        while True:
+            await asyncio.sleep(self.settings.realtime_recheck_seconds)
+            current = await self._reauthenticate()
+            if current is None:
+                log.info("realtime.credentials_lapsed", user_id=str(self.principal.user_id))
+                return UNAUTHENTICATED
+            needed = {SOCKET_PERMISSION, *(CHANNELS[channel] for channel in self._unsubscribe)}
+            if not all(current.can(permission) for permission in needed):
+                log.info("realtime.permission_lost", user_id=str(self.principal.user_id))
+                return FORBIDDEN
+            self.principal = current
 
     async def _send_loop(self) -> None:
         while True:

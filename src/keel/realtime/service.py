@@ -41,6 +41,8 @@ class RealtimeHub:
         self.resources = resources
         self.tickets = Tickets(settings.signing_key, ledger, ttl_seconds=settings.realtime_ticket_seconds)
         self._status_task: asyncio.Task[None] | None = None
+        # Open events streams of this process (KEEL_REALTIME_MAX_STREAMS).
+        self.streams: set[object] = set()
 
     @classmethod
     async def start(cls, resources: Resources) -> RealtimeHub:
@@ -55,6 +57,9 @@ class RealtimeHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._status_task
         await self.resources.broker.close()
+
+    def streams_full(self) -> bool:
+        return len(self.streams) >= self.resources.settings.realtime_max_streams
 
     def issue_ticket(self, principal: Principal) -> Ticket:
         return self.tickets.issue(principal)

@@ -1,4 +1,5 @@
-"""Publish alert events to WebSocket clients, from the outbox.
+"""Publish events to WebSocket clients (alerts) and events streams (all), from the
+outbox.
 
 The ``events.dispatch`` job runs after the event's transaction committed, so a rolled
 back alert is never announced. Publishing is best effort: a broker that is down is
@@ -16,6 +17,7 @@ import structlog
 from keel.platform import events
 from keel.platform.queue.context import JobContext
 from keel.realtime.service import ALERTS
+from keel.realtime.stream import EVENTS, broadcast
 
 log = structlog.get_logger("keel.realtime")
 
@@ -31,11 +33,13 @@ def alert_message(event: events.Event) -> tuple[bytes, bytes]:
 
 
 @events.consumer("realtime")
-async def publish_alert(ctx: JobContext, event: events.Event) -> None:
-    if event.subject_type != "alert" or not event.type.startswith("alert."):
-        return
-    message, fallback = alert_message(event)
+async def publish(ctx: JobContext, event: events.Event) -> None:
+    broker = ctx.resources.broker
     try:
-        await ctx.resources.broker.publish(ALERTS, message, fallback=fallback)
+        message, fallback = broadcast(event)
+        await broker.publish(EVENTS, message, fallback=fallback)
+        if event.subject_type == "alert" and event.type.startswith("alert."):
+            message, fallback = alert_message(event)
+            await broker.publish(ALERTS, message, fallback=fallback)
     except Exception:
         log.warning("realtime.publish_failed", event_id=str(event.id), event_type=event.type, exc_info=True)

@@ -11,6 +11,8 @@ from keel.event_types import EventType
 from keel.platform.events import emit
 from keel.platform.http.errors import Conflict, NotFound, ValidationFailed
 from keel.platform.security.passwords import Passwords, password_problem
+from keel.platform.security.permissions import effective_permissions
+from keel.platform.security.principal import Principal
 from keel.users import repository
 from keel.users.models import Role, User
 from keel.users.schemas import ProfileUpdate
@@ -75,6 +77,18 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User:
     if user is None:
         raise NotFound("No such user.")
     return user
+
+
+async def acting_principal(session: AsyncSession, user_id: uuid.UUID) -> Principal | None:
+    """A user as a principal with their role's permissions now, for work done on their
+    behalf later (a job, a webhook, an open socket); None when the account is gone or
+    disabled."""
+    user = await repository.get(session, user_id)
+    if user is None or not user.is_active:
+        return None
+    return Principal(
+        user_id=user.id, role=user.role, plan=user.plan, permissions=effective_permissions(user.role)
+    )
 
 
 async def update_profile(session: AsyncSession, user: User, changes: ProfileUpdate) -> User:

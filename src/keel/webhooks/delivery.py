@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import orjson
-
 # Seconds to wait after the 1st, 2nd, ... failed attempt when the webhook has no retry
 # policy: the schedule of the Standard Webhooks reference implementations (Svix).
 DEFAULT_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -61,15 +59,6 @@ def retry_after(value: str | None, now: datetime) -> float | None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def message(event_type: str, occurred_at: datetime, payload: Mapping[str, Any]) -> bytes:
-    """The body every attempt of a delivery sends (Standard Webhooks' payload shape)."""
-    return orjson.dumps({"type": event_type, "timestamp": rfc3339(occurred_at), "data": payload})
 
 
 def excerpt(body: bytes) -> str:

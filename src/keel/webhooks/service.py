@@ -18,6 +18,7 @@ from keel.audit.service import RequestMeta
 from keel.event_types import EventType
 from keel.platform.db.base import utcnow
 from keel.platform.db.ids import new_id
+from keel.platform.events import rfc3339
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
 from keel.platform.http.pagination import Page
@@ -448,5 +449,5 @@ def _worn_out(settings: Settings, failures: int, since: datetime, now: datetime)
     if failures >= settings.webhook_disable_after_failures:
         return f"Disabled after {failures} failed delivery attempts in a row."
     if now - since >= settings.webhook_disable_after:
-        return f"Disabled after failing every delivery attempt since {delivery.rfc3339(since)}."
+        return f"Disabled after failing every delivery attempt since {rfc3339(since)}."
     return None

@@ -14,7 +14,7 @@ import structlog
 from cryptography.exceptions import InvalidTag
 
 from keel.platform.db.base import utcnow
-from keel.platform.events import Event, consumer
+from keel.platform.events import Event, body, consumer
 from keel.platform.outbound import signing, ssrf
 from keel.platform.outbound.client import OutboundClient, OutboundError
 from keel.platform.queue import JobContext, JobFailed, Retry, task
@@ -160,17 +160,17 @@ async def _attempt(resources: Resources, target: Rows) -> dict[str, Any]:
             error="The signing secret cannot be read; rotate the webhook's secret.", retryable=False
         )
         return attempt
-    body = delivery.message(target.event_type, target.occurred_at, target.payload)
+    content = body(target.event_type, target.occurred_at, target.payload)
     # Standard Webhooks: `webhook-id` is the event's (the receiver's idempotency key, the
     # same on every attempt); the timestamp is the time of this attempt.
     headers = signing.webhook_headers(
-        secrets, msg_id=str(target.event_id), timestamp=int(time.time()), body=body
+        secrets, msg_id=str(target.event_id), timestamp=int(time.time()), body=content
     )
     started = time.perf_counter()
     try:
         response = await outbound_client(resources.settings).post(
             target.url,
-            body=body,
+            body=content,
             headers=headers,
             timeout=float(target.timeout_seconds),
             verify_tls=target.ssl_verify,

@@ -1,5 +1,6 @@
 """Route class shared by every router, and flat route registration."""
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ class KeelRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         kwargs["generate_unique_id_function"] = operation_id
-        doc = (endpoint.__doc__ or "").strip()
+        doc = inspect.cleandoc(endpoint.__doc__ or "")
         if doc:
             first, _, rest = doc.partition("\n")
             if kwargs.get("summary") is None:

@@ -8,9 +8,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keel.platform.resources import Resources
+
+log = structlog.get_logger("keel.queue")
+
+# The broker channel job progress is announced on (the events stream listens).
+JOB_PROGRESS_CHANNEL = "job_progress"
 
 
 class Retry(Exception):
@@ -48,8 +55,17 @@ class JobContext:
         return self.attempt >= self.max_attempts
 
     async def progress(self, percent: int) -> None:
-        """Record how far the job got (0..100), visible at ``GET /jobs/{id}``."""
-        await self._report_progress(self.job_id, max(0, min(100, int(percent))))
+        """Record how far the job got (0..100), visible at ``GET /jobs/{id}``, and tell
+        its owner's open events streams (best effort: the record is what counts)."""
+        percent = max(0, min(100, int(percent)))
+        await self._report_progress(self.job_id, percent)
+        if self.owner_id is None:
+            return
+        message = {"job_id": str(self.job_id), "owner_id": str(self.owner_id), "progress": percent}
+        try:
+            await self.resources.broker.publish(JOB_PROGRESS_CHANNEL, orjson.dumps(message))
+        except Exception:
+            log.warning("queue.progress_publish_failed", job_id=str(self.job_id), exc_info=True)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
