@@ -120,8 +120,16 @@ class Settings(BaseSettings):
 
     # --- Database ----------------------------------------------------------------
     database_url: str = Field(SQLITE_DEFAULT_URL, description="SQLAlchemy async URL.")
-    db_pool_size: int = Field(10, ge=1, le=200)
-    db_max_overflow: int = Field(10, ge=0, le=200)
+    db_pool_size: int = Field(20, ge=1, le=200, description="Pooled connections per process (PostgreSQL).")
+    db_max_overflow: int = Field(
+        0,
+        ge=0,
+        le=200,
+        description=(
+            "Extra connections opened under load and closed when returned. Each costs a new "
+            "connection (~1 ms) per use once the pool is busy: size the pool instead."
+        ),
+    )
     db_pool_timeout: float = Field(5.0, gt=0, le=120, description="Seconds to wait for a pooled connection.")
     db_connect_timeout: float = Field(3.0, gt=0, le=60)
     db_statement_timeout_ms: int = Field(
