@@ -80,6 +80,8 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # Sessions of reader(): on PostgreSQL bound to the engine in AUTOCOMMIT.
+    read_sessionmaker: async_sessionmaker[AsyncSession]
 
     @property
     def is_sqlite(self) -> bool:
@@ -88,18 +90,22 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        if engine.dialect.name == "sqlite":
+            return cls(engine, sessionmaker, sessionmaker)
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return cls(engine, sessionmaker, async_sessionmaker(autocommit, expire_on_commit=False))
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
         """A session that only reads. On PostgreSQL each statement runs on its own
         (AUTOCOMMIT), which saves the BEGIN and ROLLBACK round trips; under READ
-        COMMITTED every statement had its own snapshot anyway. (Not on SQLite: leaving
-        AUTOCOMMIT, pysqlite hands the connection back to the sqlite3 module's implicit
-        transactions, which the engine turns off on purpose.)"""
-        async with self.sessionmaker() as session:
-            if not self.is_sqlite:
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        COMMITTED every statement had its own snapshot anyway. The connection is taken
+        at the first statement, not before: a request holds one only from its first
+        query. (Not on SQLite: leaving AUTOCOMMIT, pysqlite hands the connection back to
+        the sqlite3 module's implicit transactions, which the engine turns off on
+        purpose.)"""
+        async with self.read_sessionmaker() as session:
             yield session
 
     @asynccontextmanager
