@@ -266,7 +266,7 @@ class EventStream:
         query: most checks (alerts, jobs, users) read nothing, and a thousand streams
         hearing of one alert should not take a thousand connections."""
         visible: list[EventFacts] = []
-        async with self.resources.db.sessionmaker() as session:
+        async with self.resources.db.reader() as session:
             for event in found:
                 facts: EventFacts | None = event
                 if not event.complete:
@@ -306,11 +306,18 @@ class EventStream:
                 session, candidates(self.principal), since, limit=REPLAY_SCAN_LIMIT + 1
             )
             missed: list[events.Event] = []
+            # Several events about one subject: its access is looked up once.
+            seen: dict[tuple[str | None, uuid.UUID | None, str], bool] = {}
             for row in rows[:REPLAY_SCAN_LIMIT]:
                 if row.id == anchor.id or row.id in self._sent:
                     continue
-                if await may_see(session, self.principal, row):
+                key = (row.subject_type, row.subject_id, row.type)
+                if key not in seen:
+                    seen[key] = await may_see(session, self.principal, row)
+                if seen[key]:
                     missed.append(row)
+                    if len(missed) > REPLAY_LIMIT:
+                        break
             if len(missed) > REPLAY_LIMIT or len(rows) > REPLAY_SCAN_LIMIT:
                 yield await self._reset(session, "too_many")
                 return
