@@ -12,6 +12,7 @@ from keel.platform.http.idempotency_store import IdempotencyRecord
 from keel.platform.observability.stats_store import RequestStat
 from keel.platform.queue.models import Job, Schedule
 from keel.products.models import Product
+from keel.realtime.tickets import SpentTicket
 from keel.sharing.models import FolderGrant, ProductGrant
 from keel.users.models import User
 from keel.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
@@ -38,6 +39,7 @@ __all__ = [
     "RefreshToken",
     "RequestStat",
     "Schedule",
+    "SpentTicket",
     "User",
     "Webhook",
     "WebhookAttempt",

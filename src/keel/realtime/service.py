@@ -15,7 +15,7 @@ from keel.platform.db.base import utcnow
 from keel.platform.resources import Resources
 from keel.platform.security.principal import Principal
 from keel.realtime import repository
-from keel.realtime.tickets import MemoryLedger, RedisLedger, SpentLedger, Ticket, Tickets
+from keel.realtime.tickets import DatabaseLedger, MemoryLedger, RedisLedger, SpentLedger, Ticket, Tickets
 
 log = structlog.get_logger("keel.realtime")
 
@@ -33,11 +33,13 @@ def frame(message_type: str, data: Any = None) -> bytes:
 class RealtimeHub:
     def __init__(self, resources: Resources) -> None:
         settings = resources.settings
-        ledger: SpentLedger = (
-            MemoryLedger()
-            if resources.redis is None
-            else RedisLedger(resources.redis, settings.redis_key_prefix + "wst:")
-        )
+        ledger: SpentLedger
+        if resources.redis is not None:
+            ledger = RedisLedger(resources.redis, settings.redis_key_prefix + "wst:")
+        elif resources.db.is_sqlite:
+            ledger = MemoryLedger()  # SQLite: one process
+        else:
+            ledger = DatabaseLedger(resources.db)
         self.resources = resources
         self.tickets = Tickets(settings.signing_key, ledger, ttl_seconds=settings.realtime_ticket_seconds)
         self._status_task: asyncio.Task[None] | None = None

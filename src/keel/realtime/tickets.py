@@ -6,10 +6,9 @@ the URL would sit in proxy and access logs for its whole lifetime. A ticket is a
 
 A ticket is signed (HMAC-SHA256 with a key derived from ``KEEL_SECRET_KEY``) and carries
 who it is for, so any replica can verify it without a lookup. Single use is a ledger of
-spent ticket ids: Redis ``SET NX PX`` when Redis is configured (one ledger for every
-replica), else this process's memory — exact with one process, and at most one use per
-replica within the ticket's 30 seconds when several replicas run on PostgreSQL without
-Redis (a database table would close that gap; it needs a migration).
+spent ticket ids shared by every replica: Redis ``SET NX PX`` when Redis is configured,
+else on PostgreSQL the ``ws_tickets_spent`` table (an insert that a second use finds
+taken), else — SQLite, one process — this process's memory.
 """
 
 from __future__ import annotations
@@ -20,13 +19,20 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Protocol
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import String, delete
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
 
+from keel.platform.db.base import Base, utcnow
+from keel.platform.db.dialect import insert_for
+from keel.platform.db.engine import Database
 from keel.platform.security.principal import Principal
 from keel.platform.security.tokens import derive_key
 
@@ -69,6 +75,40 @@ class RedisLedger:
         except RedisError as exc:
             # Unverifiable single use: refuse (the client asks for another ticket).
             raise TicketError("The ticket cannot be checked now.") from exc
+
+
+class SpentTicket(Base):
+    __tablename__ = "ws_tickets_spent"
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DatabaseLedger:
+    """The ``ws_tickets_spent`` table: several replicas without Redis share it. Rows
+    outlive their ticket by a second; every 100th spend deletes the expired ones."""
+
+    PURGE_EVERY = 100
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._spends = 0
+
+    async def spend(self, ticket_id: str, ttl_ms: int) -> bool:
+        now = utcnow()
+        self._spends += 1
+        try:
+            async with self._db.writer() as session:
+                if self._spends % self.PURGE_EVERY == 0:
+                    await session.execute(delete(SpentTicket).where(SpentTicket.expires_at < now))
+                statement = insert_for(session, SpentTicket).values(
+                    ticket_id=ticket_id, expires_at=now + timedelta(milliseconds=ttl_ms)
+                )
+                result = await session.execute(statement.on_conflict_do_nothing())
+                await session.commit()
+        except SQLAlchemyError as exc:
+            raise TicketError("The ticket cannot be checked now.") from exc
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
