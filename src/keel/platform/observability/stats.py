@@ -3,9 +3,10 @@
 Per route template and method, per wall-clock minute: how many requests, how many
 answered 4xx (of which how many 429) and 5xx, and a latency sketch
 (:class:`~.sketch.LatencySketch`, mergeable across minutes and processes). Recording
-is a few dict operations on the request path; the cells are written to the database
-every few seconds by :mod:`.stats_store`, each process under its own ``source`` name,
-and merged when read.
+is a few dict operations on the request path; every few seconds the store
+(:mod:`.stats_store`) takes what changed: rows per process (``source``) in the database,
+merged when read, or increments to Redis hashes shared by every replica
+(:mod:`.stats_redis`).
 
 Responses streamed in several parts (exports, downloads, event streams) are counted but
 not timed: their duration is the client's reading speed, not the server's.
