@@ -150,9 +150,7 @@ async def stream_events(
     done you get `event: reset` — re-read what you show, and resume from its id.
     """
     if hub.streams_full():
-        raise ServiceUnavailable(
-            "Too many open event streams; retry in a moment.", headers={"Retry-After": "5"}
-        )
+        raise ServiceUnavailable("Too many open event streams; retry in a moment.", headers=RETRY_SOON)
     stream = EventStream(principal, hub.resources, lambda: authenticate_again(request.scope))
 
     async def events() -> AsyncIterator[ServerSentEvent]:
