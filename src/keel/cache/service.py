@@ -13,10 +13,9 @@ from keel.platform.caching import CacheStats as CacheFigures
 from keel.platform.caching import Fill, parse_resource_key, warm
 from keel.platform.caching.views import ViewLoad, fill
 from keel.platform.resources import Resources
-from keel.platform.security.permissions import effective_permissions
 from keel.platform.security.principal import Principal
 from keel.products import service as products
-from keel.users import repository as users
+from keel.users import service as users
 
 # Every kind of view the routes cache, and how to read it as a given viewer.
 VIEWS: dict[str, ViewLoad] = {"product": products.view, "folder": folders.view}
@@ -38,12 +37,7 @@ async def stats(resources: Resources) -> CacheStats:
 
 async def _viewer(resources: Resources, user_id: uuid.UUID) -> Principal | None:
     async with resources.db.reader() as session:
-        user = await users.get(session, user_id)
-    if user is None or not user.is_active:
-        return None
-    return Principal(
-        user_id=user.id, role=user.role, plan=user.plan, permissions=effective_permissions(user.role)
-    )
+        return await users.acting_principal(session, user_id)
 
 
 async def load_entry(resources: Resources, key: str) -> Fill | None:
