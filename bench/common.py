@@ -92,6 +92,21 @@ def cpu_pinning() -> Pinning:
     return Pinning((taskset, "-c", SERVER_CPU), (taskset, "-c", LOAD_CPU), None)
 
 
+def prepare(*, needs_wrk: bool = True) -> Pinning | None:
+    """What every bench does first: check that wrk is there (None, the reason printed,
+    when it is needed and missing), stop servers on SIGTERM/SIGHUP, and pin CPUs (a
+    warning when they cannot be)."""
+    missing = wrk_missing()
+    if needs_wrk and missing is not None:
+        print(f"bench: {missing}", file=sys.stderr)
+        return None
+    stop_servers_on_signals()
+    pinning = cpu_pinning()
+    if pinning.note:
+        print(f"warning: {pinning.note}", flush=True)
+    return pinning
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))

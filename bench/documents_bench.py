@@ -62,19 +62,18 @@ from bench.common import (
     ServerProcess,
     WrkStats,
     bench_email,
-    cpu_pinning,
     free_port,
     keel_env,
     keel_serve_argv,
     parse_wrk,
     postgres_backend,
     postgres_unavailable,
+    prepare,
     redis_answers,
     register,
     run_wrk,
     sqlite_backend,
     tail,
-    wrk_missing,
 )
 
 MB = 1_000_000
@@ -525,15 +524,11 @@ def postgres() -> Iterator[Backend]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    missing = wrk_missing()
-    if missing is not None:
-        print(f"bench: {missing}", file=sys.stderr)
+    pinning = prepare()
+    if pinning is None:
         return 2
     if options.quick:
         print("quick run: fewer uploads, a 2,000-chunk corpus and 3 s wrk runs", flush=True)
-    pinning = cpu_pinning()
-    if pinning.note:
-        print("warning: server and wrk are not pinned to CPUs, results are noisier", flush=True)
     pins = (pinning.server, pinning.load)
     results: list[BackendResult] = []
     skipped: dict[str, str] = {}

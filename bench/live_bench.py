@@ -71,7 +71,6 @@ from bench.common import (
     Terminated,
     WrkStats,
     bench_email,
-    cpu_pinning,
     format_table,
     free_port,
     keel_env,
@@ -80,12 +79,11 @@ from bench.common import (
     parse_wrk,
     postgres_backend,
     postgres_unavailable,
+    prepare,
     redis_answers,
     register,
     run_wrk,
     sqlite_backend,
-    stop_servers_on_signals,
-    wrk_missing,
 )
 
 PARTS = ("metrics", "fanout", "replicas")
@@ -710,14 +708,9 @@ def run_replicas(report: Report, options: argparse.Namespace, pinning: Pinning, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    missing = wrk_missing()
-    if "metrics" in options.parts and missing is not None:
-        print(f"bench: {missing}", file=sys.stderr)
+    pinning = prepare(needs_wrk="metrics" in options.parts)
+    if pinning is None:
         return 2
-    stop_servers_on_signals()
-    pinning = cpu_pinning()
-    if pinning.note:
-        print(f"warning: {pinning.note}", flush=True)
     if pinning.load_cpus is not None:
         # The clients run in this process: keep them off the servers' core.
         os.sched_setaffinity(0, pinning.load_cpus)

@@ -69,7 +69,6 @@ from bench.common import (
     WrkStats,
     base_env,
     bench_email,
-    cpu_pinning,
     format_table,
     free_port,
     keel_env,
@@ -78,12 +77,11 @@ from bench.common import (
     parse_wrk,
     postgres_backend,
     postgres_unavailable,
+    prepare,
     redis_answers,
     register,
     run_wrk,
     sqlite_backend,
-    stop_servers_on_signals,
-    wrk_missing,
 )
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "latest.json"
@@ -755,15 +753,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = wrk_missing()
-    if missing is not None:
-        print(f"bench: {missing}", file=sys.stderr)
+    pinning = prepare()
+    if pinning is None:
         return 2
-    stop_servers_on_signals()
-
-    pinning = cpu_pinning()
-    if pinning.note:
-        print(f"warning: {pinning.note}", flush=True)
     results: list[Result] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
