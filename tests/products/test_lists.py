@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from tests.catalog import PRODUCTS, create_folder, create_product, folder_url, share, single_error
 from tests.identity import Accounts, TestUser
@@ -330,20 +332,41 @@ async def test_list_weak_etag_gives_304_until_something_changes(
     assert changed.status_code == 200
 
 
-@contextmanager
-def count_selects(app: FastAPI) -> Iterator[list[str]]:
+@asynccontextmanager
+async def count_selects(app: FastAPI) -> AsyncIterator[list[str]]:
+    """Every SELECT sent while inside: through SQLAlchemy (its cursor event), and straight
+    through asyncpg on a pooled connection (the driver's query logger), as the product
+    list reads on PostgreSQL."""
     engine = app.state.resources.db.engine.sync_engine
     statements: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def keep(statement: str) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        keep(statement)
+
+    def logged(query: asyncpg.connection.LoggedQuery) -> None:
+        keep(query.query)
+
+    def checkout(_dbapi: Any, pooled: ConnectionPoolEntry, _proxy: Any) -> None:
+        if isinstance(pooled.driver_connection, asyncpg.Connection):
+            pooled.driver_connection.add_query_logger(logged)
+
+    def checkin(_dbapi: Any, pooled: ConnectionPoolEntry) -> None:
+        if isinstance(pooled.driver_connection, asyncpg.Connection):
+            pooled.driver_connection.remove_query_logger(logged)
+
+    listeners = (("before_cursor_execute", record), ("checkout", checkout), ("checkin", checkin))
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
     try:
         yield statements
+        await asyncio.sleep(0)  # asyncpg calls its query loggers soon, not at once
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for name, listener in listeners:
+            event.remove(engine, name, listener)
 
 
 async def test_a_page_costs_one_query_whatever_its_size(
@@ -352,21 +375,21 @@ async def test_a_page_costs_one_query_whatever_its_size(
     user = await seeded(client, accounts, 25, tags=["a", "b"])
     folder = await create_folder(client, user)
     await create_product(client, user, folder_id=folder["id"])
-    with count_selects(app) as statements:
+    async with count_selects(app) as statements:
         body = (await listing(client, user, per_page=1)).json()
     # The session lookup, then the page with its total as a column.
     assert len([s for s in statements if "products" in s]) == 1, statements
     assert body["meta"]["pagination"]["total"] == 26
     for per_page in (1, 26):
-        with count_selects(app) as statements:
+        async with count_selects(app) as statements:
             body = (await listing(client, user, per_page=per_page)).json()
         assert len(statements) == 1, statements  # the total counted moments ago is reused
         assert body["meta"]["pagination"]["total"] == 26
-    with count_selects(app) as statements:
+    async with count_selects(app) as statements:
         body = (await listing(client, user, per_page=10, page=4, in_stock="false")).json()
     assert len(statements) == 2, statements  # past the end, uncounted: no row carries the total
     assert body["meta"]["pagination"]["total"] == 26
-    with count_selects(app) as statements:
+    async with count_selects(app) as statements:
         await listing(client, user, cursor="", per_page=26)
     assert len(statements) == 1, statements
 

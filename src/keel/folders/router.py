@@ -131,7 +131,13 @@ async def list_folder_products(
 ) -> Response:
     """The products directly in a folder, with the filters and orders of `GET /products`."""
     page = await service.list_products(
-        session, principal, folder_id=folder_id, filters=filters, params=params, totals=resources.list_totals
+        session,
+        resources.db,
+        principal,
+        folder_id=folder_id,
+        filters=filters,
+        params=params,
+        totals=resources.list_totals,
     )
     return list_response(request, page)
 

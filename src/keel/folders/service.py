@@ -19,6 +19,7 @@ from keel.platform.cache import TotalCache
 from keel.platform.caching import FOLDER_TREE_TAG, invalidate_on_commit, resource_tag
 from keel.platform.caching.views import View
 from keel.platform.db.base import utcnow
+from keel.platform.db.engine import Database
 from keel.platform.events import emit
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
@@ -106,6 +107,7 @@ async def list_folders(
 
 async def list_products(
     session: AsyncSession,
+    db: Database,
     principal: Principal,
     *,
     folder_id: uuid.UUID,
@@ -116,7 +118,7 @@ async def list_products(
     """The products directly in a folder the caller may read."""
     await get(session, principal, folder_id=folder_id)
     scoped = filters.model_copy(update={"folder_id": folder_id})
-    return await products.list_products(session, principal, filters=scoped, params=params, totals=totals)
+    return await products.list_products(db, principal, filters=scoped, params=params, totals=totals)
 
 
 async def _writable(

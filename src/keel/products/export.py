@@ -73,8 +73,7 @@ async def batches(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Every visible product matching the filters, oldest first, a batch at a time."""
     order = repository.SORTING.parse("created_at", None, None)
-    statement = repository.visible(principal, filters)
-    parameters = repository.viewer(principal)
+    statement, parameters = repository.visible(principal, filters)
     after = None
     while True:
         query = statement

@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Hashable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     ColumnElement,
     Row,
@@ -22,16 +24,17 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from keel.platform.cache import TotalCache
+from keel.platform.db.engine import Database
 from keel.platform.db.search import LIKE_ESCAPE, substring_pattern
 from keel.platform.http.listing import ListParams, SortField, Sorting, SortKey
 from keel.platform.http.pagination import Page
@@ -56,6 +59,8 @@ COLUMNS = (
     Product.created_at,
     Product.updated_at,
 )
+# Where a page's rows carry the total, when they do.
+_TOTAL = len(COLUMNS)
 
 SORTING = Sorting(
     {
@@ -99,37 +104,71 @@ def _has_tag_sqlite(element: _HasTag, compiler: SQLCompiler, **kw: Any) -> str:
     )
 
 
-def _has_tag(tag: str) -> ColumnElement[bool]:
-    return _HasTag(Product.tags, literal(tag, String()))
+def _has_tag(tag: ColumnElement[str]) -> ColumnElement[bool]:
+    return _HasTag(Product.tags, tag)
 
 
-def filter_clauses(filters: ProductFilters | None) -> list[ColumnElement[bool]]:
+# Filters become bound parameters, so a statement depends only on which filters are given
+# (its shape) and is built and compiled once per shape, not per request.
+Shape = frozenset[str]
+_IN_STOCK, _OUT_OF_STOCK = "in_stock", "out_of_stock"
+
+
+def _param(name: str, column: InstrumentedAttribute[Any]) -> BindParameter[Any]:
+    return bindparam(f"filter_{name}", type_=column.type)
+
+
+def filtering(filters: ProductFilters | None) -> tuple[Shape, dict[str, Any]]:
+    """Which filters are given, and the values their parameters are bound to."""
     if filters is None:
-        return []
+        return frozenset(), {}
+    given = filters.model_dump(exclude_none=True)
+    values: dict[str, Any] = {}
+    for name, given_value in given.items():
+        if name == "in_stock":
+            continue
+        value = given_value
+        if name == "q":
+            value = substring_pattern(given_value)
+        elif name in ("min_price", "max_price"):
+            value = cents(given_value)
+        values[f"filter_{name}"] = value
+    shape = set(given) - {"in_stock"}
+    if filters.in_stock is not None:
+        shape.add(_IN_STOCK if filters.in_stock else _OUT_OF_STOCK)
+    if not filters.q:  # an empty q matches everything
+        shape.discard("q")
+        values.pop("filter_q", None)
+    return frozenset(shape), values
+
+
+def _filter_clauses(shape: Shape) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
-    if filters.q:
-        pattern = substring_pattern(filters.q)
+    if "q" in shape:
+        pattern = bindparam("filter_q", type_=String())
         # ILIKE on PostgreSQL (served by the trigram indexes), lower() LIKE on SQLite.
         clauses.append(
             Product.name.ilike(pattern, escape=LIKE_ESCAPE)
             | Product.description.ilike(pattern, escape=LIKE_ESCAPE)
         )
-    if filters.category is not None:
-        clauses.append(Product.category == filters.category)
-    if filters.min_price is not None:
-        clauses.append(Product.price_cents >= cents(filters.min_price))
-    if filters.max_price is not None:
-        clauses.append(Product.price_cents <= cents(filters.max_price))
-    if filters.folder_id is not None:
-        clauses.append(Product.folder_id == filters.folder_id)
-    if filters.tag is not None:
-        clauses.append(_has_tag(filters.tag))
-    if filters.in_stock is not None:
-        clauses.append(Product.stock > 0 if filters.in_stock else Product.stock == 0)
-    if filters.created_after is not None:
-        clauses.append(Product.created_at >= filters.created_after)
-    if filters.created_before is not None:
-        clauses.append(Product.created_at < filters.created_before)
+    if "category" in shape:
+        clauses.append(Product.category == _param("category", Product.category))
+    if "min_price" in shape:
+        clauses.append(Product.price_cents >= _param("min_price", Product.price_cents))
+    if "max_price" in shape:
+        clauses.append(Product.price_cents <= _param("max_price", Product.price_cents))
+    if "folder_id" in shape:
+        clauses.append(Product.folder_id == _param("folder_id", Product.folder_id))
+    if "tag" in shape:
+        clauses.append(_has_tag(bindparam("filter_tag", type_=String())))
+    if _IN_STOCK in shape:
+        clauses.append(Product.stock > 0)
+    if _OUT_OF_STOCK in shape:
+        clauses.append(Product.stock == 0)
+    if "created_after" in shape:
+        clauses.append(Product.created_at >= _param("created_after", Product.created_at))
+    if "created_before" in shape:
+        clauses.append(Product.created_at < _param("created_before", Product.created_at))
     return clauses
 
 
@@ -142,16 +181,21 @@ def _readable(admin: bool) -> ColumnElement[bool]:
     return access.LIVE if admin else access.LIVE & access.readable_by(access.VIEWER)
 
 
-def visible(principal: Principal, filters: ProductFilters | None = None) -> Select[*tuple[Any, ...]]:
-    """Live products the principal may read, filtered: the base of exports. Execute with
-    :func:`viewer`'s parameters."""
-    return select(*COLUMNS).where(_readable(principal.is_admin), *filter_clauses(filters))
+def visible(
+    principal: Principal, filters: ProductFilters | None = None
+) -> tuple[Select[*tuple[Any, ...]], dict[str, Any]]:
+    """Live products the principal may read, filtered (the base of exports), and the
+    parameters to execute it with."""
+    shape, values = filtering(filters)
+    statement = select(*COLUMNS).where(_readable(principal.is_admin), *_filter_clauses(shape))
+    return statement, {**viewer(principal), **values}
 
 
 async def count_visible(session: AsyncSession, principal: Principal, filters: ProductFilters | None) -> int:
     """How many live products the principal may read match the filters (an export's size)."""
-    statement = _count_statement(principal.is_admin, filter_clauses(filters))
-    return int((await session.execute(statement, viewer(principal))).scalar_one())
+    shape, values = filtering(filters)
+    statement = _count_statement(principal.is_admin, shape)
+    return int((await session.execute(statement, {**viewer(principal), **values})).scalar_one())
 
 
 def _total(admin: bool, clauses: Sequence[ColumnElement[bool]]) -> ColumnElement[int]:
@@ -168,38 +212,24 @@ def _total(admin: bool, clauses: Sequence[ColumnElement[bool]]) -> ColumnElement
     return count(access.product_owned(access.VIEWER)) + count(access.product_shared(access.VIEWER))
 
 
-# Statements without filters are the common case (and the hot one): built once per
-# (admin?, order, with total?), with the caller, limit and offset bound at execution.
-_ROWS_STATEMENTS: dict[tuple[bool, tuple[SortKey, ...], bool], Select[*tuple[Any, ...]]] = {}
-_COUNT_STATEMENTS: dict[bool, Select[int]] = {}
-
-
+# Built once per (admin?, order, filters given, after a cursor?, with total?), with the
+# caller, the filters, the cursor, limit and offset bound at execution. Bounded: the
+# orders and filter combinations a client can ask for are many, the common ones few.
+@lru_cache(maxsize=256)
 def _rows_statement(
-    admin: bool, sort: tuple[SortKey, ...], clauses: Sequence[ColumnElement[bool]], *, with_total: bool
+    admin: bool, sort: tuple[SortKey, ...], shape: Shape, *, after: bool, with_total: bool
 ) -> Select[*tuple[Any, ...]]:
-    key = (admin, sort, with_total)
-    if not clauses and (cached := _ROWS_STATEMENTS.get(key)) is not None:
-        return cached
+    clauses = _filter_clauses(shape)
     columns = (*COLUMNS, _total(admin, clauses).label("total")) if with_total else COLUMNS
-    statement = (
-        select(*columns)
-        .where(_readable(admin), *clauses)
-        .order_by(*SORTING.order_by(sort))
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-    )
-    if not clauses:
-        _ROWS_STATEMENTS[key] = statement
-    return statement
+    statement = select(*columns).where(_readable(admin), *clauses)
+    if after:
+        statement = statement.where(SORTING.after_bound(sort))
+    return statement.order_by(*SORTING.order_by(sort)).limit(bindparam("limit")).offset(bindparam("offset"))
 
 
-def _count_statement(admin: bool, clauses: Sequence[ColumnElement[bool]]) -> Select[int]:
-    if not clauses and (cached := _COUNT_STATEMENTS.get(admin)) is not None:
-        return cached
-    statement = select(_total(admin, clauses))
-    if not clauses:
-        _COUNT_STATEMENTS[admin] = statement
-    return statement
+@lru_cache(maxsize=64)
+def _count_statement(admin: bool, shape: Shape) -> Select[int]:
+    return select(_total(admin, _filter_clauses(shape)))
 
 
 def _total_key(principal: Principal, filters: ProductFilters | None) -> Hashable:
@@ -209,47 +239,44 @@ def _total_key(principal: Principal, filters: ProductFilters | None) -> Hashable
 
 
 async def list_page(
-    session: AsyncSession,
+    db: Database,
     principal: Principal,
     filters: ProductFilters | None,
     params: ListParams,
     totals: TotalCache,
-) -> Page[ProductRow]:
+) -> Page[Sequence[Any]]:
     """Page mode. The total comes from ``totals`` when this caller counted the same
     filters moments ago; otherwise it rides along with the page as a column (an
     uncorrelated scalar subquery, evaluated once), and only a page past the end needs a
     query of its own for it."""
-    clauses = filter_clauses(filters)
+    shape, values = filtering(filters)
+    values.update(viewer(principal))
     page = params.page
-    connection = await session.connection()
-    values = {**viewer(principal), "limit": page.limit, "offset": page.offset}
     key = _total_key(principal, filters)
     total = totals.get(key)
-    statement = _rows_statement(principal.is_admin, params.sort, clauses, with_total=total is None)
-    rows = list((await connection.execute(statement, values)).all())
+    statement = _rows_statement(principal.is_admin, params.sort, shape, after=False, with_total=total is None)
+    rows = list(await db.fetch(statement, {**values, "limit": page.limit, "offset": page.offset}))
     if total is None:
         if rows:
-            total = int(rows[0].total)
+            total = int(rows[0][_TOTAL])
         else:
-            counted = await connection.execute(
-                _count_statement(principal.is_admin, clauses), viewer(principal)
-            )
-            total = int(counted.scalar_one())
+            counted = await db.fetch(_count_statement(principal.is_admin, shape), values)
+            total = int(counted[0][0])
         totals.put(key, total)
     return Page(rows, total, page)
 
 
 async def list_after(
-    session: AsyncSession, principal: Principal, filters: ProductFilters | None, params: ListParams
-) -> tuple[list[ProductRow], str | None]:
+    db: Database, principal: Principal, filters: ProductFilters | None, params: ListParams
+) -> tuple[list[Sequence[Any]], str | None]:
     """Cursor mode: one page after the cursor, and the next page's cursor if there is one."""
-    clauses = filter_clauses(filters)
-    after = SORTING.after_cursor(params.cursor, params.sort)
-    if after is not None:
-        clauses.append(after)
-    statement = _rows_statement(principal.is_admin, params.sort, clauses, with_total=False)
-    bound = {**viewer(principal), "limit": params.per_page + 1, "offset": 0}
-    rows = list((await (await session.connection()).execute(statement, bound)).all())
+    shape, values = filtering(filters)
+    after = SORTING.cursor_bindings(params.cursor, params.sort) if params.cursor else None
+    statement = _rows_statement(
+        principal.is_admin, params.sort, shape, after=after is not None, with_total=False
+    )
+    bound = {**values, **(after or {}), **viewer(principal), "limit": params.per_page + 1, "offset": 0}
+    rows = list(await db.fetch(statement, bound))
     return SORTING.cut(rows, params.sort, params.per_page)
 
 

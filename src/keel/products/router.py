@@ -133,7 +133,6 @@ async def list_products(
     request: Request,
     *,
     principal: ProductsRead,
-    session: SessionDep,
     filters: Filters,
     params: Listing,
     if_none_match: IfNoneMatch,
@@ -145,7 +144,7 @@ async def list_products(
     writes served by the same process show at once, others' within that time.
     """
     page = await service.list_products(
-        session, principal, filters=filters, params=params, totals=resources.list_totals
+        resources.db, principal, filters=filters, params=params, totals=resources.list_totals
     )
     return list_response(request, page)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select
@@ -15,6 +16,7 @@ from keel.platform.cache import TotalCache
 from keel.platform.caching import FOLDER_TREE_TAG, invalidate_on_commit, resource_tag
 from keel.platform.caching.views import View
 from keel.platform.db.base import utcnow
+from keel.platform.db.engine import Database
 from keel.platform.events import emit
 from keel.platform.http.etag import PreconditionFailed, require_match, strong_etag
 from keel.platform.http.listing import CursorPage, ListParams
@@ -29,7 +31,7 @@ from keel.sharing.models import Level
 from keel.sharing.service import check_level, require_folder_level
 
 
-def render(row: ProductRow) -> dict[str, Any]:
+def render(row: Sequence[Any]) -> dict[str, Any]:
     """The API representation (see ``schemas.Product``), ready for JSON."""
     # One unpacking in COLUMNS order: a list renders this per row, and attribute access
     # on a Row costs several times more than a tuple unpack.
@@ -121,16 +123,18 @@ async def view(session: AsyncSession, principal: Principal, product_id: uuid.UUI
 
 
 async def list_products(
-    session: AsyncSession,
+    db: Database,
     principal: Principal,
     *,
     filters: ProductFilters,
     params: ListParams,
     totals: TotalCache,
 ) -> Page[dict[str, Any]] | CursorPage:
+    """A page of the products the principal may see. Read outside a session, by the
+    cheapest path the database has (:meth:`Database.fetch`): the hottest read there is."""
     if params.cursor is None:
-        return (await repository.list_page(session, principal, filters, params, totals)).map(render)
-    rows, next_cursor = await repository.list_after(session, principal, filters, params)
+        return (await repository.list_page(db, principal, filters, params, totals)).map(render)
+    rows, next_cursor = await repository.list_after(db, principal, filters, params)
     return CursorPage([render(row) for row in rows], next_cursor, params.page)
 
 

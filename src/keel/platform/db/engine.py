@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from keel.platform.db.raw import RawReader, Statement
 from keel.settings import Settings
 
 # Execution option read by the SQLite "begin" hook: "" (deferred) or "IMMEDIATE".
@@ -82,6 +83,8 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
     # Sessions of reader(): on PostgreSQL bound to the engine in AUTOCOMMIT.
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    # fetch() on PostgreSQL; None on SQLite.
+    raw: RawReader | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -94,7 +97,19 @@ class Database:
         if engine.dialect.name == "sqlite":
             return cls(engine, sessionmaker, sessionmaker)
         autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        return cls(engine, sessionmaker, async_sessionmaker(autocommit, expire_on_commit=False))
+        return cls(
+            engine, sessionmaker, async_sessionmaker(autocommit, expire_on_commit=False), RawReader(engine)
+        )
+
+    async def fetch(self, statement: Statement, values: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of a statement that only reads, as tuples in its column order, by
+        the cheapest path the backend has: asyncpg directly on PostgreSQL (see
+        :mod:`keel.platform.db.raw`), a Core connection on SQLite. Outside any request
+        transaction, so it does not see that transaction's uncommitted writes."""
+        if self.raw is not None:
+            return await self.raw.fetch(statement, values)
+        async with self.engine.connect() as connection:
+            return (await connection.execute(statement, values)).all()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:

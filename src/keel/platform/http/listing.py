@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 import orjson
 import pydantic_core
 from fastapi import Query, Request
-from sqlalchemy import ColumnElement, Row, RowMapping, SQLColumnExpression, and_, or_, tuple_
+from sqlalchemy import ColumnElement, Row, SQLColumnExpression, and_, bindparam, or_, tuple_
 from starlette.responses import Response
 
 from keel.platform.http.envelope import Link, RawJSON, ok
@@ -40,6 +40,7 @@ from keel.platform.http.pagination import (
     quote_path,
 )
 
+R = TypeVar("R")
 MAX_CURSOR_LENGTH = 1024
 MAX_SORT_LENGTH = 200
 FieldKind = Literal["str", "int", "datetime"]
@@ -109,10 +110,9 @@ class Sorting:
         clauses.append(self.tiebreak.desc() if last_descending else self.tiebreak)
         return clauses
 
-    def after(
-        self, keys: Sequence[SortKey], values: Sequence[Any], last_id: uuid.UUID
-    ) -> ColumnElement[bool]:
-        """Rows strictly after the cursor position in this order (keyset predicate)."""
+    def after(self, keys: Sequence[SortKey], values: Sequence[Any], last_id: Any) -> ColumnElement[bool]:
+        """Rows strictly after the cursor position in this order (keyset predicate); the
+        values and id may be bound parameters."""
         columns = [self.fields[k.name].column for k in keys] + [self.tiebreak]
         directions = [k.descending for k in keys] + [keys[-1].descending]
         bounds = [*values, last_id]
@@ -127,6 +127,20 @@ class Sorting:
             alternatives.append(and_(*equal, step))
         return or_(*alternatives)
 
+    def after_bound(self, keys: Sequence[SortKey]) -> ColumnElement[bool]:
+        """:meth:`after` with the cursor's values as bound parameters (named as
+        :meth:`cursor_bindings` binds them): for statements built once per order."""
+        columns = [self.fields[k.name].column for k in keys]
+        # Typed as their columns: SQLite needs datetimes and ids converted on the way in.
+        types = [getattr(column, "type") for column in [*columns, self.tiebreak]]  # noqa: B009
+        values = [bindparam(f"after_{i}", type_=type_) for i, type_ in enumerate(types[:-1])]
+        return self.after(keys, values, bindparam("after_id", type_=types[-1]))
+
+    def cursor_bindings(self, cursor: str, keys: Sequence[SortKey]) -> dict[str, Any]:
+        """The parameters of :meth:`after_bound` for a request's cursor."""
+        values, last_id = self.decode_cursor(cursor, keys)
+        return {**{f"after_{i}": value for i, value in enumerate(values)}, "after_id": last_id}
+
     # --- Cursors -----------------------------------------------------------------
 
     def after_cursor(self, cursor: str | None, keys: Sequence[SortKey]) -> ColumnElement[bool] | None:
@@ -136,17 +150,17 @@ class Sorting:
         values, last_id = self.decode_cursor(cursor, keys)
         return self.after(keys, values, last_id)
 
-    def cut(
-        self, rows: list[Row[*tuple[Any, ...]]], keys: Sequence[SortKey], per_page: int
-    ) -> tuple[list[Row[*tuple[Any, ...]]], str | None]:
+    def cut(self, rows: list[R], keys: Sequence[SortKey], per_page: int) -> tuple[list[R], str | None]:
         """``per_page + 1`` rows fetched → the page, and the next page's cursor if the
-        extra row shows there is one."""
+        extra row shows there is one. Rows are SQLAlchemy rows or asyncpg records (which
+        look values up by column name themselves)."""
         if len(rows) <= per_page:
             return rows, None
         rows = rows[:per_page]
-        return rows, self.encode_cursor(keys, rows[-1]._mapping)
+        last: Any = rows[-1]
+        return rows, self.encode_cursor(keys, last._mapping if isinstance(last, Row) else last)
 
-    def encode_cursor(self, keys: Sequence[SortKey], row: RowMapping) -> str:
+    def encode_cursor(self, keys: Sequence[SortKey], row: Mapping[Any, Any]) -> str:
         """The cursor pointing after ``row`` (which holds the sort columns and the id)."""
         fields = [self.fields[key.name] for key in keys]
         values = [_dump_value(row[field.key], field.kind) for field in fields]
