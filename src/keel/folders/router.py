@@ -19,15 +19,14 @@ from keel.platform.http.etag import IfMatch, IfNoneMatch, resource_response
 from keel.platform.http.listing import ListParams, list_params, list_response
 from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
-from keel.products import repository as products_repository
 from keel.products.auth import ProductsRead
-from keel.products.schemas import Product, ProductFilters
+from keel.products.router import PRODUCT_LIST, ProductList
+from keel.products.schemas import Product
 from keel.sharing.router import add_permission_routes
 
 router = APIRouter(prefix="/api/v2/folders", tags=["folders"], route_class=KeelRoute)
 
 Listing = Annotated[ListParams, Depends(list_params(repository.SORTING))]
-ProductListing = Annotated[ListParams, Depends(list_params(products_repository.SORTING))]
 NOT_VISIBLE = "No such folder among those you may see (existence is not revealed)."
 READ_ONLY = "`FORBIDDEN`: you may read the folder but not change it (or lack `folders:write`)."
 STALE = "`PRECONDITION_FAILED`: `If-Match` does not match the current ETag."
@@ -117,6 +116,7 @@ async def get_folder(
     "/{folder_id:uuid}/products",
     response_model=Envelope[list[Product]],
     responses={**NOT_MODIFIED, **errors({403: "Missing `products:read`.", 404: NOT_VISIBLE})},
+    openapi_extra=PRODUCT_LIST.openapi,
 )
 async def list_folder_products(
     request: Request,
@@ -124,8 +124,7 @@ async def list_folder_products(
     folder_id: uuid.UUID,
     principal: ProductsRead,
     session: SessionDep,
-    filters: Annotated[ProductFilters, Query()],
-    params: ProductListing,
+    query: ProductList,
     if_none_match: IfNoneMatch,
     resources: ResourcesDep,
 ) -> Response:
@@ -135,8 +134,8 @@ async def list_folder_products(
         resources.db,
         principal,
         folder_id=folder_id,
-        filters=filters,
-        params=params,
+        filters=query.filters,
+        params=query.params,
         totals=resources.list_totals,
     )
     return list_response(request, page)

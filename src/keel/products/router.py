@@ -14,7 +14,7 @@ from keel.platform.db import SessionDep
 from keel.platform.http.docs import NOT_MODIFIED, errors
 from keel.platform.http.envelope import Envelope
 from keel.platform.http.etag import IfMatch, IfNoneMatch, resource_response
-from keel.platform.http.listing import ListParams, list_params, list_response
+from keel.platform.http.listing import ListQuery, ListRequest, list_response
 from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
 from keel.products import export, repository, service, tasks
@@ -34,7 +34,8 @@ from keel.sharing.router import add_permission_routes
 router = APIRouter(prefix="/api/v2/products", tags=["products"], route_class=KeelRoute)
 
 Filters = Annotated[ProductFilters, Query()]
-Listing = Annotated[ListParams, Depends(list_params(repository.SORTING))]
+PRODUCT_LIST = ListQuery(repository.SORTING, ProductFilters)
+ProductList = Annotated[ListRequest[ProductFilters], Depends(PRODUCT_LIST)]
 NOT_VISIBLE = "No such product among those you may see (existence is not revealed)."
 READ_ONLY = "`FORBIDDEN`: you may read the product but not change it (or lack `products:write`)."
 STALE = "`PRECONDITION_FAILED`: `If-Match` does not match the current ETag."
@@ -128,13 +129,13 @@ async def create_export_job(
     "",
     response_model=Envelope[list[Product]],
     responses={**NOT_MODIFIED, **errors({403: "Missing `products:read`."})},
+    openapi_extra=PRODUCT_LIST.openapi,
 )
 async def list_products(
     request: Request,
     *,
     principal: ProductsRead,
-    filters: Filters,
-    params: Listing,
+    query: ProductList,
     if_none_match: IfNoneMatch,
     resources: ResourcesDep,
 ) -> Response:
@@ -144,7 +145,7 @@ async def list_products(
     writes served by the same process show at once, others' within that time.
     """
     page = await service.list_products(
-        resources.db, principal, filters=filters, params=params, totals=resources.list_totals
+        resources.db, principal, filters=query.filters, params=query.params, totals=resources.list_totals
     )
     return list_response(request, page)
 

@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode
 
 import orjson
 import pydantic_core
 from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 from sqlalchemy import ColumnElement, Row, SQLColumnExpression, and_, bindparam, or_, tuple_
 from starlette.responses import Response
 
@@ -44,6 +46,7 @@ R = TypeVar("R")
 MAX_CURSOR_LENGTH = 1024
 MAX_SORT_LENGTH = 200
 FieldKind = Literal["str", "int", "datetime"]
+SortOrder = Literal["asc", "desc"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,52 +223,131 @@ class ListParams:
 _LIST_KEYS = frozenset({"page", "per_page", "cursor"})
 
 
-def list_params(sorting: Sorting) -> Callable[..., Coroutine[Any, Any, ListParams]]:
-    """The dependency that parses one resource's list parameters."""
-    fields = ", ".join(sorting.fields)
+class _ListFields(BaseModel):
+    page: int | None
+    per_page: int
+    cursor: str | None
+    sort: str | None
+    sort_by: str | None
+    sort_order: SortOrder | None
 
-    async def parse(
-        request: Request,
-        *,
-        page: Annotated[
-            int | None, Query(ge=1, le=MAX_PAGE, description="Page number, from 1 (page mode).")
-        ] = None,
-        per_page: Annotated[
-            int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page (1..100).")
-        ] = DEFAULT_PER_PAGE,
-        cursor: Annotated[
+
+def _list_model(sorting: Sorting) -> type[_ListFields]:
+    """:func:`list_params`' parameters, for this list's sort fields, as one model."""
+    fields = ", ".join(sorting.fields)
+    return create_model(
+        "ListParameters",
+        __base__=_ListFields,
+        page=(int | None, Field(None, ge=1, le=MAX_PAGE, description="Page number, from 1 (page mode).")),
+        per_page=(
+            int,
+            Field(DEFAULT_PER_PAGE, ge=1, le=MAX_PER_PAGE, description="Items per page (1..100)."),
+        ),
+        cursor=(
             str | None,
-            Query(
+            Field(
+                None,
                 max_length=MAX_CURSOR_LENGTH,
                 pattern=r"^[A-Za-z0-9_-]*$",
                 description="Cursor (keyset) mode: empty for the first page, then `meta.pagination"
                 ".next_cursor`. No total is counted. Not combinable with `page`.",
             ),
-        ] = None,
-        sort: Annotated[
+        ),
+        sort=(
             str | None,
-            Query(
+            Field(
+                None,
                 max_length=MAX_SORT_LENGTH,
                 pattern=sorting.pattern,
                 description=f"Comma-separated fields, `-` for descending: {fields}. "
                 f"Default `{sorting.default}`; ties are broken by id.",
             ),
-        ] = None,
-        sort_by: Annotated[
-            str | None, Query(max_length=50, description=f"One field to sort by ({fields}).")
-        ] = None,
-        sort_order: Annotated[
-            Literal["asc", "desc"] | None, Query(description="Direction for `sort_by`.")
-        ] = None,
-    ) -> ListParams:
-        if page is not None and cursor is not None:
-            raise ValidationFailed("Use either page or cursor, not both.", field="cursor")
-        keys = sorting.parse(sort, sort_by, sort_order)
-        query = tuple((k, v) for k, v in request.query_params.multi_items() if k not in _LIST_KEYS)
-        params = PageParams(page=page or 1, per_page=per_page, path=request.url.path, query=query)
-        return ListParams(page=params, sort=keys, cursor=cursor)
+        ),
+        sort_by=(str | None, Field(None, max_length=50, description=f"One field to sort by ({fields}).")),
+        sort_order=(SortOrder | None, Field(None, description="Direction for `sort_by`.")),
+    )
+
+
+def list_params(sorting: Sorting) -> Callable[..., Coroutine[Any, Any, ListParams]]:
+    """The dependency that parses one resource's list parameters."""
+    model = _list_model(sorting)
+
+    async def parse(request: Request, listed: Annotated[model, Query()]) -> ListParams:  # type: ignore[valid-type]
+        return _list_params(request, sorting, listed)
 
     return parse
+
+
+def _list_params(request: Request, sorting: Sorting, listed: _ListFields) -> ListParams:
+    if listed.page is not None and listed.cursor is not None:
+        raise ValidationFailed("Use either page or cursor, not both.", field="cursor")
+    keys = sorting.parse(listed.sort, listed.sort_by, listed.sort_order)
+    query = tuple((k, v) for k, v in request.query_params.multi_items() if k not in _LIST_KEYS)
+    page = PageParams(page=listed.page or 1, per_page=listed.per_page, path=request.url.path, query=query)
+    return ListParams(page=page, sort=keys, cursor=listed.cursor)
+
+
+F = TypeVar("F", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest(Generic[F]):
+    """A list request's filters and list parameters."""
+
+    filters: F
+    params: ListParams
+
+
+class ListQuery(Generic[F]):
+    """The dependency of a hot list: its filters (a model) and list parameters, validated
+    from the query string in two model validations.
+
+    FastAPI validates declared query parameters one at a time, in Python, and the
+    product list has fifteen: that was a twentieth of the request's CPU. The parameters
+    are the same (``list_params`` and a ``Query()`` model); declared in the OpenAPI
+    document through the route's ``openapi_extra=query.openapi``, and errors are the same
+    422s, located in the query.
+    """
+
+    def __init__(self, sorting: Sorting, filters: type[F]) -> None:
+        self.sorting = sorting
+        self.filters = filters
+        self.list_model = _list_model(sorting)
+        self.openapi = {"parameters": [*_query_parameters(self.list_model), *_query_parameters(filters)]}
+
+    async def __call__(self, request: Request) -> ListRequest[F]:
+        given = dict(request.query_params)  # the last value of a repeated name, as FastAPI takes it
+        errors: list[Any] = []
+        try:
+            listed = self.list_model.model_validate(given)
+        except ValidationError as exc:
+            errors += exc.errors(include_url=False)
+        try:
+            filters = self.filters.model_validate(given)
+        except ValidationError as exc:
+            errors += exc.errors(include_url=False)
+        if errors:
+            raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in errors])
+        return ListRequest(filters, _list_params(request, self.sorting, listed))
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI query parameters for a model's fields, as FastAPI writes them."""
+    schema = model.model_json_schema()
+    if "$defs" in schema:
+        raise TypeError(f"{model.__name__}: query parameters must not need shared schemas")
+    parameters = []
+    for name, field in model.model_fields.items():
+        parameter: dict[str, Any] = {
+            "name": field.alias or name,
+            "in": "query",
+            "required": field.is_required(),
+            "schema": schema["properties"][field.alias or name],
+        }
+        if field.description:
+            parameter["description"] = field.description
+        parameters.append(parameter)
+    return parameters
 
 
 @dataclass(frozen=True, slots=True)
