@@ -106,6 +106,9 @@ def _valid_email(email: str) -> str:
         raise SeedRefused(f"--email: {email!r} is not a valid e-mail address") from None
 
 
+LOCK_WAIT_SECONDS = 60.0
+
+
 async def _begin(db: Database, session: AsyncSession) -> None:
     if db.is_sqlite:
         # Take the write lock before the first read: a deferred transaction that read
@@ -286,7 +289,10 @@ async def seed(
         time_cost=settings.password_hash_time_cost,
         parallelism=settings.password_hash_parallelism,
     )
-    db = Database.from_settings(settings)
+    # Beside a running server, wait for its writers as long as an operator would, not the
+    # seconds a request waits (on SQLite the busy timeout is the pool timeout).
+    patient = max(settings.db_pool_timeout, LOCK_WAIT_SECONDS)
+    db = Database.from_settings(settings.model_copy(update={"db_pool_timeout": patient}))
     try:
         try:
             user, created, new_password = await _account(db, passwords, email, password)
