@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -102,6 +103,18 @@ async def test_expired_token_is_token_expired(
     user = await accounts.create()
     now = int(time.time())
     token = forge(claims_for(user, app, iat=now - 3600, exp=now - 60), key_of(app))
+    assert_401(await me_with(client, token), "TOKEN_EXPIRED")
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: httpx.AsyncClient, accounts: Accounts, app: FastAPI
+) -> None:
+    # Verified tokens are remembered by their text: expiry must still be judged per use.
+    user = await accounts.create()
+    expires = int(time.time()) + 2
+    token = forge(claims_for(user, app, exp=expires), key_of(app))
+    assert (await me_with(client, token)).status_code == 200
+    await asyncio.sleep(expires - time.time() + 0.05)
     assert_401(await me_with(client, token), "TOKEN_EXPIRED")
 
 

@@ -7,6 +7,7 @@ RFC 8725: the algorithm comes from the server, never from the token; ``typ`` (he
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -20,6 +21,8 @@ ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 JWT_HEADER_TYPE = "at+jwt"
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud", "sid", "type"]
+# Access tokens verified lately, kept by their exact text (see AccessTokens.decode).
+VERIFIED_TOKENS = 4096
 
 
 def derive_key(secret: str, purpose: str) -> bytes:
@@ -57,6 +60,10 @@ class AccessTokens:
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
+        # A client sends the same token on every request until it expires; verifying it
+        # again (header, HMAC, claims) cost more than the rest of authentication. Only
+        # tokens that verified are kept, and their expiry is checked on every use.
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._verify)
 
     def issue(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str:
         now = int(time.time())
@@ -73,6 +80,12 @@ class AccessTokens:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"typ": JWT_HEADER_TYPE})
 
     def decode(self, token: str) -> AccessClaims:
+        claims = self._verified(token)
+        if claims.expires_at <= time.time():  # as PyJWT judges ``exp``, with no leeway
+            raise TokenError("TOKEN_EXPIRED", "The access token has expired.")
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("typ") != JWT_HEADER_TYPE:
