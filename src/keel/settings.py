@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         Path(".keel/secret_key"),
         description="Where development keeps its generated secret key.",
     )
+    gc_freeze: bool = Field(
+        True,
+        description=(
+            "Once started, move every object then alive out of the garbage collector's "
+            "sight (gc.freeze): its full collections stop walking the application itself."
+        ),
+    )
 
     # --- Identity ----------------------------------------------------------------
     access_token_minutes: int = Field(15, ge=1, le=60, description="Access token lifetime.")
