@@ -18,6 +18,11 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from keel.platform.cache import TotalCache
+from keel.platform.http.listing import ListParams
+from keel.platform.http.pagination import PageParams
+from keel.products import repository
+from keel.users.service import acting_principal
 from tests.catalog import PRODUCTS, create_folder, create_product, folder_url, share, single_error
 from tests.identity import Accounts, TestUser
 
@@ -392,6 +397,28 @@ async def test_a_page_costs_one_query_whatever_its_size(
     async with count_selects(app) as statements:
         await listing(client, user, cursor="", per_page=26)
     assert len(statements) == 1, statements
+
+
+async def test_pages_asked_for_together_share_one_count(
+    client: httpx.AsyncClient, accounts: Accounts, app: FastAPI
+) -> None:
+    user = await seeded(client, accounts, 7)
+    resources = app.state.resources
+    async with resources.db.sessionmaker() as session:
+        principal = await acting_principal(session, user.id)
+    assert principal is not None
+    order = repository.SORTING.parse(None, None, None)
+    pages = [ListParams(page=PageParams(page=n, per_page=2), sort=order) for n in (1, 2, 3, 4, 5)]
+    totals = TotalCache(ttl=60)
+    async with count_selects(app) as statements:
+        # Each call asks for the total before its first query: all five miss together.
+        listed = await asyncio.gather(
+            *(repository.list_page(resources.db, principal, None, params, totals) for params in pages)
+        )
+    assert [page.total for page in listed] == [7] * 5
+    assert [len(page.items) for page in listed] == [2, 2, 2, 1, 0]
+    counts = [s for s in statements if "count(" in s.lower()]
+    assert len(counts) == 1, statements
 
 
 async def test_a_write_through_the_api_shows_in_the_next_total_at_once(

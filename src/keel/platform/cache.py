@@ -93,6 +93,7 @@ class TotalCache:
     def __init__(self, *, ttl: float, max_entries: int = 10_000) -> None:
         self._entries: TTLCache[Hashable, tuple[int, int]] = TTLCache(ttl=ttl, max_entries=max_entries)
         self._generation = 0
+        self._counting: dict[Hashable, asyncio.Future[int | None]] = {}
 
     def get(self, key: Hashable) -> int | None:
         entry = self._entries.get(key)
@@ -102,6 +103,25 @@ class TotalCache:
 
     def put(self, key: Hashable, total: int) -> None:
         self._entries.put(key, (self._generation, total))
+
+    def lead(self, key: Hashable) -> asyncio.Future[int | None] | None:
+        """Who counts a missing total. None: the caller does, and then calls
+        :meth:`finish` whatever happens. Otherwise the count another request is making
+        (None if it failed): when an entry expires under load, the requests that miss
+        together share one count instead of each running it."""
+        counting = self._counting.get(key)
+        if counting is not None:
+            return counting
+        self._counting[key] = asyncio.get_running_loop().create_future()
+        return None
+
+    def finish(self, key: Hashable, total: int | None) -> None:
+        """The end of the count :meth:`lead` gave the caller; None if it failed."""
+        if total is not None:
+            self.put(key, total)
+        counting = self._counting.pop(key, None)
+        if counting is not None and not counting.done():
+            counting.set_result(total)
 
     def invalidate(self) -> None:
         self._generation += 1

@@ -7,6 +7,7 @@ caller may not see is simply not found.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Hashable, Sequence
 from datetime import datetime
@@ -246,24 +247,35 @@ async def list_page(
     totals: TotalCache,
 ) -> Page[Sequence[Any]]:
     """Page mode. The total comes from ``totals`` when this caller counted the same
-    filters moments ago; otherwise it rides along with the page as a column (an
-    uncorrelated scalar subquery, evaluated once), and only a page past the end needs a
-    query of its own for it."""
+    filters moments ago, or from the count another of their requests is making now;
+    otherwise it rides along with the page as a column (an uncorrelated scalar subquery,
+    evaluated once), and only a page past the end needs a query of its own for it."""
     shape, values = filtering(filters)
     values.update(viewer(principal))
     page = params.page
     key = _total_key(principal, filters)
     total = totals.get(key)
-    statement = _rows_statement(principal.is_admin, params.sort, shape, after=False, with_total=total is None)
-    rows = list(await db.fetch(statement, {**values, "limit": page.limit, "offset": page.offset}))
+    counted_elsewhere = totals.lead(key) if total is None else None
+    counts = total is None and counted_elsewhere is None
+    counted: int | None = None
+    try:
+        statement = _rows_statement(principal.is_admin, params.sort, shape, after=False, with_total=counts)
+        rows = list(await db.fetch(statement, {**values, "limit": page.limit, "offset": page.offset}))
+        if counts:
+            counted = int(rows[0][_TOTAL]) if rows else await _count(db, principal, shape, values)
+    finally:
+        if counts:
+            totals.finish(key, counted)
     if total is None:
-        if rows:
-            total = int(rows[0][_TOTAL])
-        else:
-            counted = await db.fetch(_count_statement(principal.is_admin, shape), values)
-            total = int(counted[0][0])
-        totals.put(key, total)
+        if counted_elsewhere is not None:
+            counted = await asyncio.shield(counted_elsewhere)
+        # The other request's count failed: this one counts for itself.
+        total = counted if counted is not None else await _count(db, principal, shape, values)
     return Page(rows, total, page)
+
+
+async def _count(db: Database, principal: Principal, shape: Shape, values: dict[str, Any]) -> int:
+    return int((await db.fetch(_count_statement(principal.is_admin, shape), values))[0][0])
 
 
 async def list_after(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from keel.platform.cache import TTLCache
+from keel.platform.cache import TotalCache, TTLCache
 
 
 def test_entries_expire(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,3 +85,26 @@ async def test_a_cached_none_is_a_hit() -> None:
         raise AssertionError("not called again")
 
     assert await cache.get_or_load("gone", fail) is None
+
+
+async def test_list_totals_missed_together_are_counted_once() -> None:
+    totals = TotalCache(ttl=60)
+    assert totals.lead("k") is None  # the first to miss counts
+    waiting = totals.lead("k")
+    assert waiting is not None
+    assert totals.lead("k") is waiting
+    totals.finish("k", 42)
+    assert await waiting == 42
+    assert totals.get("k") == 42
+    assert totals.lead("other") is None  # another key is counted on its own
+
+
+async def test_a_failed_count_lets_the_waiters_count_and_caches_nothing() -> None:
+    totals = TotalCache(ttl=60)
+    assert totals.lead("k") is None
+    waiting = totals.lead("k")
+    assert waiting is not None
+    totals.finish("k", None)
+    assert await waiting is None
+    assert totals.get("k") is None
+    assert totals.lead("k") is None  # the next miss counts again
