@@ -83,5 +83,11 @@ class RawReader:
                 pooled.invalidate(exc)
             # The error the rest of the service handles for any database failure.
             raise DBAPIError(compiled.sql, None, exc) from exc
+        except BaseException:
+            # Cancelled mid-query (a client that left): the connection's state is not
+            # known, so it is closed rather than handed to the next request, as
+            # SQLAlchemy does on its own path.
+            pooled.invalidate()
+            raise
         finally:
             pooled.close()
