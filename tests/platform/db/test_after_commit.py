@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import text
 
 from keel.platform.db.engine import Database
 from keel.platform.db.session import after_commit
-from keel.settings import Settings
-
-
-@pytest.fixture(scope="module")
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database.from_settings(settings)
-    yield database
-    await database.dispose()
 
 
 async def test_runs_once_when_the_transaction_commits_not_at_a_savepoint(db: Database) -> None:

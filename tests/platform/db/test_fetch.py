@@ -12,15 +12,7 @@ from sqlalchemy import Integer, bindparam, column, func, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
 from keel.platform.db.engine import Database
-from keel.settings import Settings
 from tests.conftest import make_settings
-
-
-@pytest.fixture(scope="module")
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database.from_settings(settings)
-    yield database
-    await database.dispose()
 
 
 async def test_named_values_and_the_statement_s_own_literals_are_bound(db: Database) -> None:
