@@ -20,7 +20,7 @@ from keel.platform.http.listing import ListParams, list_params, list_response
 from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
 from keel.products.auth import ProductsRead
-from keel.products.router import PRODUCT_LIST, ProductList
+from keel.products.query import PRODUCT_LIST, ProductList
 from keel.products.schemas import Product
 from keel.sharing.router import add_permission_routes
 

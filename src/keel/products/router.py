@@ -14,12 +14,13 @@ from keel.platform.db import SessionDep
 from keel.platform.http.docs import NOT_MODIFIED, errors
 from keel.platform.http.envelope import Envelope
 from keel.platform.http.etag import IfMatch, IfNoneMatch, resource_response
-from keel.platform.http.listing import ListQuery, ListRequest, list_response
+from keel.platform.http.listing import list_response
 from keel.platform.http.routing import KeelRoute
 from keel.platform.resources import ResourcesDep
-from keel.products import export, repository, service, tasks
+from keel.products import export, service, tasks
 from keel.products.auth import ProductsAdmin, ProductsExportJob, ProductsRead, ProductsWrite
 from keel.products.errors import ProductNotFound
+from keel.products.query import PRODUCT_LIST, ProductList
 from keel.products.repository import ProductRow
 from keel.products.schemas import (
     ExportFormat,
@@ -34,8 +35,6 @@ from keel.sharing.router import add_permission_routes
 router = APIRouter(prefix="/api/v2/products", tags=["products"], route_class=KeelRoute)
 
 Filters = Annotated[ProductFilters, Query()]
-PRODUCT_LIST = ListQuery(repository.SORTING, ProductFilters)
-ProductList = Annotated[ListRequest[ProductFilters], Depends(PRODUCT_LIST)]
 NOT_VISIBLE = "No such product among those you may see (existence is not revealed)."
 READ_ONLY = "`FORBIDDEN`: you may read the product but not change it (or lack `products:write`)."
 STALE = "`PRECONDITION_FAILED`: `If-Match` does not match the current ETag."
