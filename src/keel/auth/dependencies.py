@@ -122,6 +122,13 @@ async def _caller(request: Request) -> Principal | None:
     return principal
 
 
+async def _authenticated(request: Request) -> Principal:
+    principal = await _caller(request)
+    if principal is None:
+        raise AuthenticationRequired(headers=_WWW_AUTHENTICATE)
+    return principal
+
+
 async def optional_principal(request: Request, bearer: Bearer, api_key: ApiKey) -> Principal | None:
     return await _caller(request)
 
@@ -136,10 +143,8 @@ async def _principal(resources: Resources, api_key: str | None, bearer: str | No
     return None
 
 
-async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
-    if principal is None:
-        raise AuthenticationRequired(headers=_WWW_AUTHENTICATE)
-    return principal
+async def current_principal(request: Request, bearer: Bearer, api_key: ApiKey) -> Principal:
+    return await _authenticated(request)
 
 
 def require(*permissions: str) -> Callable[..., Awaitable[Principal]]:
@@ -147,9 +152,7 @@ def require(*permissions: str) -> Callable[..., Awaitable[Principal]]:
     One dependency, not a chain: FastAPI's cost is per dependency, on every request."""
 
     async def check(request: Request, bearer: Bearer, api_key: ApiKey) -> Principal:
-        principal = await _caller(request)
-        if principal is None:
-            raise AuthenticationRequired(headers=_WWW_AUTHENTICATE)
+        principal = await _authenticated(request)
         missing = [permission for permission in permissions if not principal.can(permission)]
         if missing:
             raise Forbidden(f"Missing permission: {', '.join(missing)}.")

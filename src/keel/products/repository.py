@@ -233,10 +233,10 @@ def _count_statement(admin: bool, shape: Shape) -> Select[int]:
     return select(_total(admin, _filter_clauses(shape)))
 
 
-def _total_key(principal: Principal, filters: ProductFilters | None) -> Hashable:
+def _total_key(principal: Principal, shape: Shape, filter_values: dict[str, Any]) -> Hashable:
+    """Whose total, under which filters: from what :func:`filtering` made of them."""
     scope = "*" if principal.is_admin else principal.user_id
-    given = () if filters is None else tuple(sorted(filters.model_dump(exclude_none=True).items()))
-    return ("products", scope, given)
+    return ("products", scope, shape, tuple(sorted(filter_values.items())))
 
 
 async def list_page(
@@ -251,9 +251,9 @@ async def list_page(
     otherwise it rides along with the page as a column (an uncorrelated scalar subquery,
     evaluated once), and only a page past the end needs a query of its own for it."""
     shape, values = filtering(filters)
+    key = _total_key(principal, shape, values)
     values.update(viewer(principal))
     page = params.page
-    key = _total_key(principal, filters)
     total = totals.get(key)
     counted_elsewhere = totals.lead(key) if total is None else None
     counts = total is None and counted_elsewhere is None
