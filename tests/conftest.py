@@ -74,6 +74,9 @@ def make_settings(**overrides: Any) -> Settings:
         # One process starts hundreds of apps: freezing at each start would keep whatever
         # the earlier tests left alive out of the collector's reach for good.
         "gc_freeze": False,
+        # Production's 250 ms suits a Redis beside the app; on a loaded two-core CI
+        # machine opening a connection once took longer. Tests of timeouts set their own.
+        "redis_timeout_ms": 2000,
         **LIMITS_OUT_OF_REACH,
     }
     values.update(overrides)
